@@ -1,0 +1,129 @@
+//! The error type of `lora-core`.
+
+/// Everything that can go wrong in `lora-core`: invalid configuration, unknown adapter names,
+/// merge-state mistakes and device selection problems. Every message names the offending value
+/// and, where there is a fixed set of valid choices, lists them.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum LoraError {
+    /// `r` must be at least 1.
+    #[error("invalid LoRA rank r = {r}: the rank must be at least 1")]
+    ZeroRank {
+        /// The rejected rank.
+        r: usize,
+    },
+    /// The rank is larger than the layer it adapts, so `B·A` cannot be low-rank.
+    #[error(
+        "LoRA rank r = {r} is larger than the layer it adapts ({in_features} -> {out_features}); \
+         choose r <= {max}",
+        max = (*in_features).min(*out_features)
+    )]
+    RankTooLarge {
+        /// The rejected rank.
+        r: usize,
+        /// Input features of the layer.
+        in_features: usize,
+        /// Output features of the layer.
+        out_features: usize,
+    },
+    /// `alpha` must be a finite number greater than zero.
+    #[error("invalid LoRA alpha = {alpha}: alpha must be finite and greater than 0")]
+    InvalidAlpha {
+        /// The rejected alpha.
+        alpha: f64,
+    },
+    /// Dropout must lie in `[0, 1)`.
+    #[error("invalid LoRA dropout = {dropout}: dropout must lie in [0, 1)")]
+    InvalidDropout {
+        /// The rejected probability.
+        dropout: f64,
+    },
+    /// A bottleneck adapter needs a non-zero size.
+    #[error("invalid bottleneck size {size} for a layer of width {d_model}: use 1..={d_model}")]
+    InvalidBottleneck {
+        /// The rejected bottleneck size.
+        size: usize,
+        /// The width of the residual stream.
+        d_model: usize,
+    },
+    /// An adapter name that the layer does not hold.
+    #[error("unknown adapter '{name}'; known adapters: [{}]", known.join(", "))]
+    UnknownAdapter {
+        /// The requested name.
+        name: String,
+        /// The names the layer holds.
+        known: Vec<String>,
+    },
+    /// Adding an adapter under a name that is already taken.
+    #[error("an adapter named '{name}' already exists; delete it first or pick another name")]
+    DuplicateAdapter {
+        /// The duplicated name.
+        name: String,
+    },
+    /// Adapter names must be non-empty and must not contain `.`, which separates module paths.
+    #[error("invalid adapter name '{name}': names must be non-empty and must not contain '.'")]
+    InvalidAdapterName {
+        /// The rejected name.
+        name: String,
+    },
+    /// Merging an adapter that is already merged into the base weight.
+    #[error("adapter '{name}' is already merged into the base weight; unmerge it first")]
+    AlreadyMerged {
+        /// The adapter name.
+        name: String,
+    },
+    /// Unmerging an adapter that is not merged.
+    #[error("adapter '{name}' is not merged, so it cannot be unmerged")]
+    NotMerged {
+        /// The adapter name.
+        name: String,
+    },
+    /// Deactivating or deleting an adapter while its update is folded into the base weight.
+    #[error("adapter '{name}' is merged into the base weight; unmerge it before you {action} it")]
+    MergedAdapterBusy {
+        /// The adapter name.
+        name: String,
+        /// What the caller tried to do.
+        action: &'static str,
+    },
+    /// A tensor with the wrong shape was given for a layer.
+    #[error("shape mismatch for {what}: expected {expected:?}, got {actual:?}")]
+    ShapeMismatch {
+        /// What the tensor is for.
+        what: String,
+        /// The expected shape.
+        expected: Vec<usize>,
+        /// The given shape.
+        actual: Vec<usize>,
+    },
+    /// A device specification that names no known backend.
+    #[error("unknown device '{spec}'; valid choices: {}", valid.join(", "))]
+    UnknownDevice {
+        /// The rejected specification.
+        spec: String,
+        /// What would have been accepted.
+        valid: Vec<String>,
+    },
+    /// A backend that exists but was not compiled into this build.
+    #[error(
+        "the '{backend}' backend is not compiled into this build (compiled: {}); \
+         rebuild with `--features {backend}`",
+        compiled.join(", ")
+    )]
+    BackendNotCompiled {
+        /// The requested backend.
+        backend: String,
+        /// The backends this build has.
+        compiled: Vec<String>,
+    },
+    /// A compiled backend that found no usable device on this machine.
+    #[error("no '{backend}' device is available on this machine: {reason}")]
+    NoDevice {
+        /// The requested backend.
+        backend: String,
+        /// Why no device could be opened.
+        reason: String,
+    },
+}
+
+/// Shorthand for results whose error is [`LoraError`].
+pub type Result<T, E = LoraError> = core::result::Result<T, E>;

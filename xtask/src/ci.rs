@@ -1,0 +1,298 @@
+//! `cargo xtask ci` and `cargo xtask bench`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+/// Backends the test build compiles in. `cuda` is only compile-checked (see [`cuda_check`]).
+const TEST_FEATURES: &str = "flex,ndarray,wgpu";
+
+/// The outcome of one row of the backend matrix.
+enum Outcome {
+    Passed,
+    Failed,
+    Skipped(String),
+}
+
+struct Row {
+    backend: &'static str,
+    what: &'static str,
+    outcome: Outcome,
+    seconds: f64,
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let quick = args.iter().any(|a| a == "--no-lint");
+    let root = workspace_root()?;
+    let started = Instant::now();
+    if !quick {
+        step(
+            &root,
+            "cargo fmt --check",
+            &["fmt", "--all", "--check"],
+            &[],
+        )?;
+        step(
+            &root,
+            "cargo clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--features",
+                TEST_FEATURES,
+                "--",
+                "-D",
+                "warnings",
+            ],
+            &[],
+        )?;
+    }
+
+    // Build every test binary once, with every testable backend compiled in.
+    step(
+        &root,
+        "build tests",
+        &[
+            "test",
+            "--workspace",
+            "--features",
+            TEST_FEATURES,
+            "--no-run",
+        ],
+        &[],
+    )?;
+
+    let mut rows = Vec::new();
+    let skip_others = [
+        "--skip",
+        "::ndarray",
+        "--skip",
+        "::wgpu",
+        "--skip",
+        "::cuda",
+    ];
+    rows.push(test_row(
+        &root,
+        "flex",
+        "all tests, doctests, flex backend",
+        &skip_others,
+        &[],
+    ));
+    rows.push(test_row(
+        &root,
+        "ndarray",
+        "numerical tests",
+        &["::ndarray"],
+        &[],
+    ));
+    match vulkan_driver() {
+        Some(icd) => {
+            eprintln!("xtask: Vulkan driver found ({icd}); wgpu tests must find a device");
+            rows.push(test_row(
+                &root,
+                "wgpu",
+                "numerical tests (Vulkan)",
+                &["::wgpu", "--test-threads=1"],
+                &[("LORA_REQUIRE_GPU", "1")],
+            ));
+        }
+        None => rows.push(Row {
+            backend: "wgpu",
+            what: "numerical tests",
+            outcome: Outcome::Skipped(
+                "no Vulkan driver (install mesa-vulkan-drivers and libvulkan1)".into(),
+            ),
+            seconds: 0.0,
+        }),
+    }
+    rows.extend(cuda_rows(&root));
+
+    print_matrix(&rows, started.elapsed().as_secs_f64());
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed))
+        .map(|r| r.backend)
+        .collect();
+    if !failed.is_empty() {
+        bail!("tests failed on: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+pub fn bench(args: &[String]) -> Result<()> {
+    let root = workspace_root()?;
+    let mut cmd_args = vec!["bench", "-p", "lora-core", "--bench", "lora_linear", "--"];
+    cmd_args.extend(args.iter().map(String::as_str));
+    step(&root, "cargo bench", &cmd_args, &[])
+}
+
+fn test_row(
+    root: &Path,
+    backend: &'static str,
+    what: &'static str,
+    filter: &[&str],
+    env: &[(&str, &str)],
+) -> Row {
+    let started = Instant::now();
+    let mut args = vec!["test", "--workspace", "--features", TEST_FEATURES, "--"];
+    args.extend_from_slice(filter);
+    let ok = step(root, &format!("tests on {backend}"), &args, env).is_ok();
+    Row {
+        backend,
+        what,
+        outcome: if ok { Outcome::Passed } else { Outcome::Failed },
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
+
+/// `cuda` cannot be built here (cubecl's LLVM download needs the internet), but it can be
+/// compile-checked with a local LLVM standing in, as `../shared/design.md` describes. It runs
+/// only where a GPU exists.
+fn cuda_rows(root: &Path) -> Vec<Row> {
+    let started = Instant::now();
+    let check = match llvm_prefix(root) {
+        Ok(data_home) => {
+            let data_home = data_home.display().to_string();
+            let ok = step(
+                root,
+                "cargo check --features cuda",
+                &[
+                    "check",
+                    "-p",
+                    "lora-core",
+                    "--no-default-features",
+                    "--features",
+                    "cuda",
+                ],
+                &[("XDG_DATA_HOME", &data_home)],
+            )
+            .is_ok();
+            if ok { Outcome::Passed } else { Outcome::Failed }
+        }
+        Err(e) => Outcome::Skipped(format!("no local LLVM to stand in for cubecl's: {e:#}")),
+    };
+    let gpu = Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    vec![
+        Row {
+            backend: "cuda",
+            what: "compile check",
+            outcome: check,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        Row {
+            backend: "cuda",
+            what: "numerical tests",
+            outcome: Outcome::Skipped(if gpu {
+                "a GPU is present, but cuda cannot be linked offline (cubecl-llvm); run the \
+                 device script on a machine with internet"
+                    .into()
+            } else {
+                "no NVIDIA GPU on this machine".into()
+            }),
+            seconds: 0.0,
+        },
+    ]
+}
+
+/// Builds `target/llvm-shim/tracel/tracel-llvm-23.1.0-4/` around Debian's `llvm-config-14`, so
+/// that `cubecl-llvm`'s build script finds an "installed" LLVM instead of downloading one.
+fn llvm_prefix(root: &Path) -> Result<PathBuf> {
+    let real = ["llvm-config-14", "/usr/lib/llvm-14/bin/llvm-config"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        })
+        .context("llvm-config-14 not found (apt-get install llvm-14-dev)")?;
+    let data_home = target_dir(root).join("llvm-shim");
+    let prefix = data_home.join("tracel/tracel-llvm-23.1.0-4");
+    std::fs::create_dir_all(prefix.join("bin"))?;
+    std::fs::write(prefix.join(".tracel-llvm-installed"), "")?;
+    let wrapper = prefix.join("bin/llvm-config");
+    let script = format!(
+        "#!/bin/sh\nout=$({real} \"$@\") || exit $?\n\
+         printf '%s\\n' \"$out\" | sed -e 's/-lPollyISL//g' -e 's/-lPolly//g' \
+         -e 's#[^ ]*/libz3[^ ]*\\.so[^ ]*#-lz3#g'\n"
+    );
+    std::fs::write(&wrapper, script)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(data_home)
+}
+
+fn vulkan_driver() -> Option<String> {
+    ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| p.display().to_string())
+}
+
+fn print_matrix(rows: &[Row], total: f64) {
+    println!();
+    println!("backend matrix ({total:.0} s in all)");
+    println!("| backend | what | result | time |");
+    println!("|---|---|---|---|");
+    for row in rows {
+        let result = match &row.outcome {
+            Outcome::Passed => "passed".to_string(),
+            Outcome::Failed => "FAILED".to_string(),
+            Outcome::Skipped(why) => format!("skipped: {why}"),
+        };
+        println!(
+            "| {} | {} | {} | {:.0} s |",
+            row.backend, row.what, result, row.seconds
+        );
+    }
+    println!();
+}
+
+fn step(root: &Path, label: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+    eprintln!("xtask: {label}: cargo {}", args.join(" "));
+    let started = Instant::now();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("could not start cargo for {label}"))?;
+    eprintln!(
+        "xtask: {label}: {} in {:.0} s",
+        if status.success() { "ok" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
+    if !status.success() {
+        bail!("{label} failed ({status})");
+    }
+    Ok(())
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Ok(manifest
+        .parent()
+        .context("xtask has no parent directory")?
+        .to_path_buf())
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}

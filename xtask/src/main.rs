@@ -1,0 +1,44 @@
+//! `cargo xtask`: the project's automation, in Rust (rust-analyzer's habit).
+//!
+//! - `cargo xtask ci`: formatting, clippy, then the test suite on every backend this machine can
+//!   run, ending with a matrix of what ran, passed or was skipped, and why.
+//! - `cargo xtask experiment`: the paper's comparison (lands with the evaluation crate).
+//! - `cargo xtask bench`: criterion benchmarks.
+
+mod ci;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [options]
+
+tasks:
+  ci           fmt --check, clippy -D warnings, tests on every backend this machine can run
+  experiment   the LoRA vs FT / AdapterH / AdapterL comparison and rank ablation
+  bench        criterion benchmarks of the LoRA layer (forward, merged vs unmerged)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci::run(&args[1..]),
+        Some("bench") => ci::bench(&args[1..]),
+        Some("experiment") => Err(anyhow::anyhow!(
+            "`cargo xtask experiment` is not available yet: it needs the models, data, training \
+             and evaluation crates (issues 3-6). Until then, `cargo xtask ci` runs everything \
+             that exists."
+        )),
+        Some("-h" | "--help" | "help") | None => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown task '{other}'\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
