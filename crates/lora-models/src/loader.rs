@@ -1,0 +1,150 @@
+//! Loading a model and its tokenizer from a Hugging Face directory or a GGUF file.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use tokenizers::Tokenizer;
+
+use crate::bert::{BertConfig, BertModel};
+use crate::error::{ModelError, Result, io_error};
+use crate::gguf::GgufFile;
+use crate::llama::{GgufLlamaWeights, LlamaConfig, LlamaForCausalLM};
+use crate::tokenizer::{load_tokenizer_json, tokenizer_from_gguf};
+use crate::weights::SafetensorsWeights;
+
+/// Where a model lives: a Hugging Face directory (`config.json`, `model.safetensors` or its
+/// sharded index, `tokenizer.json`) or a single `.gguf` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A Hugging Face model directory.
+    HfDir(PathBuf),
+    /// A GGUF file.
+    Gguf(PathBuf),
+}
+
+/// The architectures this crate implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// BERT-style encoders (`model_type: "bert"`).
+    Bert,
+    /// Llama-style decoders (`model_type: "llama"`, or a GGUF `general.architecture: "llama"`).
+    Llama,
+}
+
+impl ModelSource {
+    /// Classifies a path: a file ending in `.gguf` is GGUF, a directory is a Hugging Face
+    /// directory; anything else is an error that says what was expected.
+    pub fn path(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+            ModelSource::Gguf(path)
+        } else {
+            ModelSource::HfDir(path)
+        }
+    }
+
+    /// The path itself.
+    pub fn as_path(&self) -> &Path {
+        match self {
+            ModelSource::HfDir(p) | ModelSource::Gguf(p) => p,
+        }
+    }
+
+    /// Reads just enough to tell the architecture (`model_type` or GGUF metadata).
+    pub fn architecture(&self) -> Result<Architecture> {
+        match self {
+            ModelSource::Gguf(path) => {
+                let file = GgufFile::open(path)?;
+                LlamaConfig::from_gguf(&file, path).map(|_| Architecture::Llama)
+            }
+            ModelSource::HfDir(dir) => {
+                let path = config_path(dir)?;
+                let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+                let value: serde_json::Value =
+                    serde_json::from_str(&text).map_err(|e| ModelError::Config {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                match value.get("model_type").and_then(|v| v.as_str()) {
+                    Some("bert") => Ok(Architecture::Bert),
+                    Some("llama") => Ok(Architecture::Llama),
+                    other => Err(ModelError::Config {
+                        path,
+                        reason: format!(
+                            "model_type {other:?} is not supported (supported: \"bert\", \"llama\")"
+                        ),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+fn config_path(dir: &Path) -> Result<PathBuf> {
+    if !dir.is_dir() {
+        return Err(ModelError::NotAModel {
+            path: dir.to_path_buf(),
+            reason: "expected a Hugging Face model directory (config.json, model.safetensors, \
+                     tokenizer.json) or a .gguf file"
+                .into(),
+        });
+    }
+    let path = dir.join("config.json");
+    if !path.is_file() {
+        return Err(ModelError::NotAModel {
+            path: dir.to_path_buf(),
+            reason: "the directory has no config.json".into(),
+        });
+    }
+    Ok(path)
+}
+
+fn tokenizer_path(dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("tokenizer.json");
+    if !path.is_file() {
+        return Err(ModelError::NotAModel {
+            path: dir.to_path_buf(),
+            reason: "the directory has no tokenizer.json".into(),
+        });
+    }
+    Ok(path)
+}
+
+/// Loads a BERT encoder and its tokenizer from a Hugging Face directory.
+pub fn load_bert(source: &ModelSource, device: &Device) -> Result<(BertModel, Tokenizer)> {
+    let ModelSource::HfDir(dir) = source else {
+        return Err(ModelError::NotAModel {
+            path: source.as_path().to_path_buf(),
+            reason: "BERT models load from a Hugging Face directory, not a GGUF file".into(),
+        });
+    };
+    let config = BertConfig::from_file(&config_path(dir)?)?;
+    let tokenizer = load_tokenizer_json(&tokenizer_path(dir)?)?;
+    let weights = SafetensorsWeights::open_dir(dir)?;
+    let model = BertModel::load(&config, &weights, device)?;
+    tracing::info!(path = %dir.display(), layers = config.num_hidden_layers, "loaded BERT");
+    Ok((model, tokenizer))
+}
+
+/// Loads a Llama decoder and its tokenizer from a Hugging Face directory or a GGUF file
+/// (dequantised to `f32`, tokenizer rebuilt from the metadata).
+pub fn load_llama(source: &ModelSource, device: &Device) -> Result<(LlamaForCausalLM, Tokenizer)> {
+    match source {
+        ModelSource::Gguf(path) => {
+            let file = GgufFile::open(path)?;
+            let config = LlamaConfig::from_gguf(&file, path)?;
+            let tokenizer = tokenizer_from_gguf(&file)?;
+            let model = LlamaForCausalLM::load(&config, &GgufLlamaWeights::new(&file, &config), device)?;
+            tracing::info!(path = %path.display(), layers = config.num_hidden_layers, "loaded Llama (GGUF)");
+            Ok((model, tokenizer))
+        }
+        ModelSource::HfDir(dir) => {
+            let config = LlamaConfig::from_file(&config_path(dir)?)?;
+            let tokenizer = load_tokenizer_json(&tokenizer_path(dir)?)?;
+            let weights = SafetensorsWeights::open_dir(dir)?;
+            let model = LlamaForCausalLM::load(&config, &weights, device)?;
+            tracing::info!(path = %dir.display(), layers = config.num_hidden_layers, "loaded Llama");
+            Ok((model, tokenizer))
+        }
+    }
+}
