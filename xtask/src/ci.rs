@@ -122,11 +122,42 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Runs the criterion benchmarks (`lora_linear` in lora-core, `forward` in lora-models); extra
+/// arguments go to criterion (e.g. a name filter).
 pub fn bench(args: &[String]) -> Result<()> {
     let root = workspace_root()?;
-    let mut cmd_args = vec!["bench", "-p", "lora-core", "--bench", "lora_linear", "--"];
+    for (package, bench) in [("lora-core", "lora_linear"), ("lora-models", "forward")] {
+        let mut cmd_args = vec![
+            "bench",
+            "-p",
+            package,
+            "--features",
+            "flex,ndarray",
+            "--bench",
+            bench,
+            "--",
+        ];
+        cmd_args.extend(args.iter().map(String::as_str));
+        step(&root, &format!("cargo bench {bench}"), &cmd_args, &[])?;
+    }
+    Ok(())
+}
+
+/// Fetches assets through lora-data's own code (the `fetch` example), so xtask stays free of
+/// heavy dependencies.
+pub fn fetch(args: &[String]) -> Result<()> {
+    let root = workspace_root()?;
+    let mut cmd_args = vec![
+        "run",
+        "--quiet",
+        "-p",
+        "lora-data",
+        "--example",
+        "fetch",
+        "--",
+    ];
     cmd_args.extend(args.iter().map(String::as_str));
-    step(&root, "cargo bench", &cmd_args, &[])
+    step(&root, "fetch assets", &cmd_args, &[])
 }
 
 fn test_row(

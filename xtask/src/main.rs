@@ -4,6 +4,7 @@
 //!   run, ending with a matrix of what ran, passed or was skipped, and why.
 //! - `cargo xtask experiment`: the paper's comparison (lands with the evaluation crate).
 //! - `cargo xtask bench`: criterion benchmarks.
+//! - `cargo xtask fetch [NAME...]`: the pinned real assets, ahead of time.
 
 mod ci;
 
@@ -15,7 +16,8 @@ usage: cargo xtask <task> [options]
 tasks:
   ci           fmt --check, clippy -D warnings, tests on every backend this machine can run
   experiment   the LoRA vs FT / AdapterH / AdapterL comparison and rank ablation
-  bench        criterion benchmarks of the LoRA layer (forward, merged vs unmerged)
+  bench        criterion benchmarks: the LoRA layer, and model forward throughput
+  fetch [NAME] fetch the pinned real assets (minilm, smollm2, movie-sentiment, bbc-news)
 ";
 
 fn main() -> ExitCode {
@@ -23,6 +25,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
         Some("bench") => ci::bench(&args[1..]),
+        Some("fetch") => ci::fetch(&args[1..]),
         Some("experiment") => Err(anyhow::anyhow!(
             "`cargo xtask experiment` is not available yet: it needs the models, data, training \
              and evaluation crates (issues 3-6). Until then, `cargo xtask ci` runs everything \

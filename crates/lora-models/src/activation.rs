@@ -69,7 +69,10 @@ mod tests {
     fn unknown_activation_names_the_supported_ones() {
         let e = Activation::parse("mish").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("'mish'") && msg.contains("gelu, gelu_new"), "{msg}");
+        assert!(
+            msg.contains("'mish'") && msg.contains("gelu, gelu_new"),
+            "{msg}"
+        );
         assert_eq!(Activation::parse("swish").unwrap(), Activation::Silu);
     }
 
@@ -77,7 +80,8 @@ mod tests {
         let xs = [-2.0f32, -0.5, 0.0, 0.7, 3.0];
         let x = Tensor::<1>::from_floats(xs, &device);
         let erf_gelu = |v: f64| 0.5 * v * (1.0 + libm_erf(v / std::f64::consts::SQRT_2));
-        let cases: [(Activation, fn(f64) -> f64); 4] = [
+        type Reference = fn(f64) -> f64;
+        let cases: [(Activation, Reference); 4] = [
             (Activation::Relu, |v| v.max(0.0)),
             (Activation::Silu, |v| v / (1.0 + (-v).exp())),
             (Activation::Tanh, f64::tanh),

@@ -99,7 +99,9 @@ impl BertConfig {
             path: path.to_path_buf(),
             reason,
         };
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(bad(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
@@ -231,7 +233,10 @@ impl BertLayer {
         let q = split(self.query.forward(x.clone()));
         let k = split(self.key.forward(x.clone()));
         let v = split(self.value.forward(x.clone()));
-        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((head_dim as f64).sqrt()) + mask_bias;
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .div_scalar((head_dim as f64).sqrt())
+            + mask_bias;
         let probs = self.attention_dropout.forward(softmax(scores, 3));
         let context = probs
             .matmul(v)
@@ -242,7 +247,9 @@ impl BertLayer {
             attended = adapter.forward(attended);
         }
         let h = self.attention_norm.forward(attended + x);
-        let inner = self.activation.forward(self.intermediate.forward(h.clone()));
+        let inner = self
+            .activation
+            .forward(self.intermediate.forward(h.clone()));
         let mut out = self.dropout.forward(self.output.forward(inner));
         if let Some(adapter) = &self.ffn_adapter {
             out = adapter.forward(out);
@@ -306,6 +313,19 @@ impl BertInput {
             attention_mask: make(attention_mask),
             token_type_ids: make(token_type_ids),
         })
+    }
+}
+
+impl BertInput {
+    /// Uploads a tokenized batch.
+    pub fn from_encoded(batch: &crate::tokenizer::EncodedBatch, device: &Device) -> Result<Self> {
+        Self::from_ids(
+            batch.input_ids.clone(),
+            batch.attention_mask.clone(),
+            batch.token_type_ids.clone(),
+            [batch.batch, batch.seq],
+            device,
+        )
     }
 }
 
@@ -383,8 +403,7 @@ impl BertModel {
                 attention_adapter: None,
                 ffn_adapter: None,
                 dropout: dropout.init(),
-                attention_dropout: DropoutConfig::new(config.attention_probs_dropout_prob)
-                    .init(),
+                attention_dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
                 num_heads: config.num_attention_heads,
                 activation: config.activation(),
             };

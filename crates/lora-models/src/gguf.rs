@@ -135,7 +135,9 @@ impl GgufTensorInfo {
     }
 
     fn num_elements(&self) -> Option<u64> {
-        self.dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        self.dims
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
     }
 }
 
@@ -187,7 +189,9 @@ impl GgufFile {
         }
         let version = r.u32().map_err(&err)?;
         if !(2..=3).contains(&version) {
-            return Err(err(format!("unsupported GGUF version {version} (expected 2 or 3)")));
+            return Err(err(format!(
+                "unsupported GGUF version {version} (expected 2 or 3)"
+            )));
         }
         let tensor_count = r.u64().map_err(&err)?;
         let kv_count = r.u64().map_err(&err)?;
@@ -195,7 +199,9 @@ impl GgufFile {
         for _ in 0..kv_count {
             let key = r.string().map_err(&err)?;
             let ty = r.u32().map_err(&err)?;
-            let value = r.value(ty, 0).map_err(|e| err(format!("metadata '{key}': {e}")))?;
+            let value = r
+                .value(ty, 0)
+                .map_err(|e| err(format!("metadata '{key}': {e}")))?;
             metadata.insert(key, value);
         }
         let mut tensors = Vec::new();
@@ -203,7 +209,9 @@ impl GgufFile {
             let name = r.string().map_err(&err)?;
             let n_dims = r.u32().map_err(&err)?;
             if n_dims > 4 {
-                return Err(err(format!("tensor '{name}' has {n_dims} dimensions (max 4)")));
+                return Err(err(format!(
+                    "tensor '{name}' has {n_dims} dimensions (max 4)"
+                )));
             }
             let dims = (0..n_dims)
                 .map(|_| r.u64())
@@ -236,16 +244,16 @@ impl GgufFile {
         };
         // Check every tensor's extent up front, so a truncated file fails at open.
         for info in &file.tensors {
-            if let Some(range) = file.byte_range(info)? {
-                if range.end > file.bytes.len() {
-                    return Err(err(format!(
-                        "tensor '{}' extends to byte {}, past the end of the file ({} bytes): \
-                         the file is truncated",
-                        info.name,
-                        range.end,
-                        file.bytes.len()
-                    )));
-                }
+            if let Some(range) = file.byte_range(info)?
+                && range.end > file.bytes.len()
+            {
+                return Err(err(format!(
+                    "tensor '{}' extends to byte {}, past the end of the file ({} bytes): \
+                     the file is truncated",
+                    info.name,
+                    range.end,
+                    file.bytes.len()
+                )));
             }
         }
         Ok(file)
@@ -394,15 +402,21 @@ impl<'a> Reader<'a> {
     }
 
     fn u16(&mut self) -> std::result::Result<u16, String> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
 
     fn u32(&mut self) -> std::result::Result<u32, String> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     fn u64(&mut self) -> std::result::Result<u64, String> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     fn string(&mut self) -> std::result::Result<String, String> {
@@ -451,7 +465,10 @@ mod tests {
     use super::*;
 
     /// A tiny GGUF writer for tests: `tensors` are (name, dims fastest-first, type, raw bytes).
-    pub(crate) fn write_gguf(kvs: &[(&str, GgufValue)], tensors: &[(&str, Vec<u64>, u32, Vec<u8>)]) -> Vec<u8> {
+    pub(crate) fn write_gguf(
+        kvs: &[(&str, GgufValue)],
+        tensors: &[(&str, Vec<u64>, u32, Vec<u8>)],
+    ) -> Vec<u8> {
         fn string(out: &mut Vec<u8>, s: &str) {
             out.extend((s.len() as u64).to_le_bytes());
             out.extend(s.as_bytes());
@@ -576,11 +593,17 @@ mod tests {
 
     #[test]
     fn unsupported_types_are_named() {
-        let bytes = write_gguf(&[], &[("blk.0.ffn_down.weight", vec![256, 1], 14, vec![0; 210])]);
+        let bytes = write_gguf(
+            &[],
+            &[("blk.0.ffn_down.weight", vec![256, 1], 14, vec![0; 210])],
+        );
         let file = GgufFile::parse(Path::new("k.gguf"), bytes).unwrap();
         let e = file.read_tensor("blk.0.ffn_down.weight").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("Q6_K") && msg.contains("blk.0.ffn_down.weight"), "{msg}");
+        assert!(
+            msg.contains("Q6_K") && msg.contains("blk.0.ffn_down.weight"),
+            "{msg}"
+        );
         assert!(msg.contains("supported types"), "{msg}");
     }
 }

@@ -38,4 +38,7 @@ pub use error::{ModelError, Result};
 pub use gguf::GgufFile;
 pub use llama::{GenerationConfig, KvCache, LlamaConfig, LlamaForCausalLM};
 pub use loader::{Architecture, ModelSource, load_bert, load_llama};
+pub use tokenizer::{
+    EncodedBatch, encode_batch, load_tokenizer_json, set_max_len, tokenizer_from_gguf,
+};
 pub use weights::{HostTensor, SafetensorsWeights, WeightSource};

@@ -118,9 +118,8 @@ impl LlamaConfig {
                 .map(|v| v as usize)
                 .ok_or_else(|| bad(format!("missing integer metadata '{key}'")))
         };
-        let float = |key: &str, default: f64| {
-            file.get(key).and_then(GgufValue::as_f64).unwrap_or(default)
-        };
+        let float =
+            |key: &str, default: f64| file.get(key).and_then(GgufValue::as_f64).unwrap_or(default);
         let vocab_size = match file.get("llama.vocab_size").and_then(GgufValue::as_u64) {
             Some(v) => v as usize,
             None => file
@@ -159,14 +158,18 @@ impl LlamaConfig {
             reason,
         };
         let kv = self.kv_heads();
-        if self.num_attention_heads == 0 || kv == 0 || self.num_attention_heads % kv != 0 {
+        if self.num_attention_heads == 0 || kv == 0 || !self.num_attention_heads.is_multiple_of(kv)
+        {
             return Err(bad(format!(
                 "num_attention_heads {} must be a positive multiple of num_key_value_heads {kv}",
                 self.num_attention_heads
             )));
         }
-        if self.head_dim() % 2 != 0 {
-            return Err(bad(format!("head_dim {} must be even for RoPE", self.head_dim())));
+        if !self.head_dim().is_multiple_of(2) {
+            return Err(bad(format!(
+                "head_dim {} must be even for RoPE",
+                self.head_dim()
+            )));
         }
         if self.rope_scaling.as_ref().is_some_and(|v| !v.is_null()) {
             return Err(bad("rope_scaling is not supported".into()));
@@ -494,7 +497,14 @@ impl LlamaForCausalLM {
         let lm_head = if config.tie_word_embeddings {
             None
         } else {
-            Some(load_linear(source, "lm_head", d, config.vocab_size, false, device)?)
+            Some(load_linear(
+                source,
+                "lm_head",
+                d,
+                config.vocab_size,
+                false,
+                device,
+            )?)
         };
         Ok(Self {
             embed_tokens: load_embedding(
@@ -525,7 +535,11 @@ impl LlamaForCausalLM {
 
     /// Runs `input_ids` after the positions already in `cache`, appends their keys and values
     /// to it, and returns the logits of the last position, `[batch, vocab]`.
-    pub fn forward_cached(&self, input_ids: Tensor<2, Int>, cache: &mut KvCache) -> Result<Tensor<2>> {
+    pub fn forward_cached(
+        &self,
+        input_ids: Tensor<2, Int>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor<2>> {
         let hidden = self.hidden_states(input_ids, cache)?;
         let [batch, seq, d] = hidden.dims();
         let last = hidden.slice([0..batch, seq - 1..seq, 0..d]);
@@ -568,7 +582,10 @@ impl LlamaForCausalLM {
             x = x + attn;
             let h = layer.post_attention_layernorm.forward(x.clone());
             let gate = burn::tensor::activation::silu(layer.mlp.gate_proj.forward(h.clone()));
-            x = x + layer.mlp.down_proj.forward(gate * layer.mlp.up_proj.forward(h));
+            x = x + layer
+                .mlp
+                .down_proj
+                .forward(gate * layer.mlp.up_proj.forward(h));
         }
         Ok(self.norm.forward(x))
     }
@@ -608,10 +625,11 @@ impl LlamaForCausalLM {
         };
         let (k, v) = (repeat(k), repeat(v));
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt()) + mask.clone();
-        let context = softmax(scores, 3)
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, seq, heads * hd]);
+        let context =
+            softmax(scores, 3)
+                .matmul(v)
+                .swap_dims(1, 2)
+                .reshape([batch, seq, heads * hd]);
         attn.o_proj.forward(context)
     }
 
@@ -624,7 +642,9 @@ impl LlamaForCausalLM {
         device: &Device,
     ) -> Result<Vec<u32>> {
         if prompt.is_empty() {
-            return Err(ModelError::Input("generation needs a non-empty prompt".into()));
+            return Err(ModelError::Input(
+                "generation needs a non-empty prompt".into(),
+            ));
         }
         let vocab = self.config.vocab_size;
         if let Some(bad) = prompt.iter().find(|&&t| t as usize >= vocab) {
@@ -641,9 +661,10 @@ impl LlamaForCausalLM {
         for _ in 0..config.max_new_tokens {
             let ids = ids_tensor(&next_input, device);
             let logits = self.forward_cached(ids, &mut cache)?;
-            let logits = logits.into_data().try_to_vec::<f32>().map_err(|e| {
-                ModelError::Input(format!("cannot read logits back: {e:?}"))
-            })?;
+            let logits = logits
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| ModelError::Input(format!("cannot read logits back: {e:?}")))?;
             let token = pick_token(&logits, config, &mut rng);
             if stops.contains(&token) {
                 break;
@@ -679,7 +700,12 @@ pub fn ids_tensor(ids: &[u32], device: &Device) -> Tensor<2, Int> {
 
 /// `cos` and `sin` of the rotary angles for positions `past..past + seq`, `[1, 1, seq, head_dim]`
 /// (each frequency repeated over both halves, as Hugging Face's rotate-half form needs).
-fn rope_tables(config: &LlamaConfig, past: usize, seq: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+fn rope_tables(
+    config: &LlamaConfig,
+    past: usize,
+    seq: usize,
+    device: &Device,
+) -> (Tensor<4>, Tensor<4>) {
     let hd = config.head_dim();
     let half = hd / 2;
     // Hugging Face computes inv_freq and the angles in f32; so do we, for the same rounding.
@@ -797,15 +823,24 @@ mod tests {
     #[test]
     fn gguf_and_hf_names_map_both_ways() {
         for (gguf, hf) in [
-            ("blk.7.attn_q.weight", "model.layers.7.self_attn.q_proj.weight"),
-            ("blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight"),
+            (
+                "blk.7.attn_q.weight",
+                "model.layers.7.self_attn.q_proj.weight",
+            ),
+            (
+                "blk.0.ffn_down.weight",
+                "model.layers.0.mlp.down_proj.weight",
+            ),
             ("token_embd.weight", "model.embed_tokens.weight"),
             ("output_norm.weight", "model.norm.weight"),
         ] {
             assert_eq!(GgufLlamaWeights::gguf_name(hf).as_deref(), Some(gguf));
             assert_eq!(GgufLlamaWeights::hf_name(gguf).as_deref(), Some(hf));
         }
-        assert_eq!(GgufLlamaWeights::gguf_name("model.layers.1.bogus.weight"), None);
+        assert_eq!(
+            GgufLlamaWeights::gguf_name("model.layers.1.bogus.weight"),
+            None
+        );
     }
 
     #[test]
@@ -820,7 +855,9 @@ mod tests {
         };
         let draw = |seed| {
             let mut rng = SplitMix64(seed);
-            (0..200).map(|_| pick_token(&logits, &top2, &mut rng)).collect::<Vec<_>>()
+            (0..200)
+                .map(|_| pick_token(&logits, &top2, &mut rng))
+                .collect::<Vec<_>>()
         };
         let a = draw(7);
         assert_eq!(a, draw(7));

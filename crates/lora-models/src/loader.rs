@@ -36,7 +36,10 @@ impl ModelSource {
     /// directory; anything else is an error that says what was expected.
     pub fn path(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
             ModelSource::Gguf(path)
         } else {
             ModelSource::HfDir(path)
@@ -134,7 +137,8 @@ pub fn load_llama(source: &ModelSource, device: &Device) -> Result<(LlamaForCaus
             let file = GgufFile::open(path)?;
             let config = LlamaConfig::from_gguf(&file, path)?;
             let tokenizer = tokenizer_from_gguf(&file)?;
-            let model = LlamaForCausalLM::load(&config, &GgufLlamaWeights::new(&file, &config), device)?;
+            let model =
+                LlamaForCausalLM::load(&config, &GgufLlamaWeights::new(&file, &config), device)?;
             tracing::info!(path = %path.display(), layers = config.num_hidden_layers, "loaded Llama (GGUF)");
             Ok((model, tokenizer))
         }

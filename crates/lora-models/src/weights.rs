@@ -41,7 +41,10 @@ impl HostTensor {
                 actual: self.shape,
             });
         }
-        Ok(Tensor::from_data(TensorData::new(self.data, expected), device))
+        Ok(Tensor::from_data(
+            TensorData::new(self.data, expected),
+            device,
+        ))
     }
 }
 
