@@ -94,6 +94,41 @@ fn a_complete_tiny_checkpoint_loads() {
 }
 
 #[test]
+fn a_sharded_checkpoint_loads_like_a_single_file() {
+    let tensors = tiny_bert_tensors();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), CONFIG).unwrap();
+    let (first, second): (BTreeMap<_, _>, BTreeMap<_, _>) = tensors
+        .into_iter()
+        .partition(|(k, _)| k.starts_with("embeddings"));
+    write_safetensors(&dir.path().join("model-00001-of-00002.safetensors"), &first);
+    write_safetensors(
+        &dir.path().join("model-00002-of-00002.safetensors"),
+        &second,
+    );
+    let weight_map: serde_json::Map<String, serde_json::Value> = first
+        .keys()
+        .map(|k| (k.clone(), "model-00001-of-00002.safetensors".into()))
+        .chain(
+            second
+                .keys()
+                .map(|k| (k.clone(), "model-00002-of-00002.safetensors".into())),
+        )
+        .collect();
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(
+        dir.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .unwrap();
+    let sharded = load(dir.path()).unwrap();
+    let single = load(tiny_dir(&tiny_bert_tensors(), CONFIG).path()).unwrap();
+    let a = sharded.layers[0].output.weight.val().into_data();
+    let b = single.layers[0].output.weight.val().into_data();
+    assert_eq!(a, b);
+}
+
+#[test]
 fn truncated_or_corrupted_safetensors_is_an_error() {
     let dir = tiny_dir(&tiny_bert_tensors(), CONFIG);
     let file = dir.path().join("model.safetensors");

@@ -126,13 +126,16 @@ pub fn run(args: &[String]) -> Result<()> {
 /// arguments go to criterion (e.g. a name filter).
 pub fn bench(args: &[String]) -> Result<()> {
     let root = workspace_root()?;
-    for (package, bench) in [("lora-core", "lora_linear"), ("lora-models", "forward")] {
+    // The dev profile compiles every dependency (Burn included) at opt-level 3, so the numbers
+    // are Burn's optimised kernels, and the test build's artifacts are reused.
+    for bench in ["lora_linear", "forward"] {
         let mut cmd_args = vec![
             "bench",
-            "-p",
-            package,
+            "--profile",
+            "dev",
+            "--workspace",
             "--features",
-            "flex,ndarray",
+            TEST_FEATURES,
             "--bench",
             bench,
             "--",

@@ -17,7 +17,8 @@ tasks:
   ci           fmt --check, clippy -D warnings, tests on every backend this machine can run
   experiment   the LoRA vs FT / AdapterH / AdapterL comparison and rank ablation
   bench        criterion benchmarks: the LoRA layer, and model forward throughput
-  fetch [NAME] fetch the pinned real assets (minilm, smollm2, movie-sentiment, bbc-news)
+  fetch [--cache DIR] [NAME...]
+               fetch the pinned real assets (minilm, smollm2, movie-sentiment, bbc-news)
 ";
 
 fn main() -> ExitCode {

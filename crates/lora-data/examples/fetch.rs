@@ -1,16 +1,30 @@
-//! Fetches assets ahead of time: `cargo run -p lora-data --example fetch -- [NAME...]`
-//! (what `cargo xtask fetch` runs). With no names it fetches every asset.
+//! Fetches assets ahead of time: `cargo run -p lora-data --example fetch -- [--cache DIR]
+//! [NAME...]` (what `cargo xtask fetch` runs). With no names it fetches every asset; `--cache`
+//! overrides `$LORA_BURN_CACHE` and the default cache directory.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let names: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mut cache = lora_data::AssetCache::from_env();
+    if let Some(at) = args.iter().position(|a| a == "--cache") {
+        let Some(dir) = args.get(at + 1).cloned() else {
+            eprintln!("error: --cache needs a directory");
+            return ExitCode::FAILURE;
+        };
+        cache = lora_data::AssetCache::new(dir);
+        args.drain(at..at + 2);
+    }
+    if let Some(unknown) = args.iter().find(|a| a.starts_with('-')) {
+        eprintln!("error: unknown option '{unknown}' (usage: fetch [--cache DIR] [NAME...])");
+        return ExitCode::FAILURE;
+    }
+    let names = args;
     let names: Vec<&str> = if names.is_empty() {
         lora_data::ASSETS.iter().map(|a| a.name).collect()
     } else {
         names.iter().map(String::as_str).collect()
     };
-    let cache = lora_data::AssetCache::from_env();
     println!("asset cache: {}", cache.root().display());
     let mut failed = false;
     for name in names {

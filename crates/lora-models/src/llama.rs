@@ -550,8 +550,17 @@ impl LlamaForCausalLM {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
             None => {
+                // Tied head: `hidden · Eᵀ` computed as `(E · hiddenᵀ)ᵀ`, so the big
+                // `[vocab, hidden]` table is never transposed (a copy of it per call would
+                // dominate a decode step); only the small activations are.
+                let [batch, seq, d] = hidden.dims();
                 let weight = self.embed_tokens.weight.val();
-                burn::tensor::module::linear(hidden, weight.transpose(), None)
+                let vocab = weight.dims()[0];
+                let columns = hidden.reshape([batch * seq, d]).transpose();
+                weight
+                    .matmul(columns)
+                    .transpose()
+                    .reshape([batch, seq, vocab])
             }
         }
     }

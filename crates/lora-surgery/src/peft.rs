@@ -1,0 +1,514 @@
+//! PEFT adapter files: `adapter_config.json` + `adapter_model.safetensors`, read and written
+//! as PEFT does for LoRA.
+//!
+//! Keys are `base_model.model.<module>.lora_A.weight` (`[r, in]`) and `.lora_B.weight`
+//! (`[out, r]`); files without the `base_model.model.` prefix and with PEFT's `.default` adapter
+//! infix are accepted. `modules_to_save` tensors are stored under their full module path.
+//! Config fields: the LoRA fields are used; informational ones (`revision`, `peft_version`,
+//! `inference_mode`, …) are accepted; every other field must hold its neutral value (`null`,
+//! `false`, `{}`, `[]`, or PEFT's default), otherwise the file is refused with the field named.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Tensor, TensorData};
+use lora_core::{LoraAdapter, LoraConfig, LoraInit};
+use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use serde_json::{Map, Value, json};
+
+use crate::error::{Result, SurgeryError};
+use crate::inject::{Adaptable, InjectionReport, plan};
+use crate::target::{LayerIndices, ModulePattern, TargetSpec};
+
+/// The prefix PEFT puts before module paths in adapter files.
+pub const KEY_PREFIX: &str = "base_model.model.";
+
+/// The LoRA settings of an `adapter_config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeftConfig {
+    /// Which modules (and layers) the adapter covers, with rank/alpha overrides.
+    pub targets: TargetSpec,
+    /// Rank, alpha, dropout, rsLoRA and init.
+    pub lora: LoraConfig,
+    /// `task_type`: `SEQ_CLS`, `CAUSAL_LM`, … (`None` if absent).
+    pub task_type: Option<String>,
+    /// `base_model_name_or_path`.
+    pub base_model: Option<String>,
+    /// Whole modules trained and saved with the adapter (e.g. `classifier`).
+    pub modules_to_save: Vec<String>,
+}
+
+/// Fields that are read and used.
+const USED: [&str; 15] = [
+    "peft_type",
+    "task_type",
+    "base_model_name_or_path",
+    "r",
+    "lora_alpha",
+    "lora_dropout",
+    "target_modules",
+    "exclude_modules",
+    "bias",
+    "use_rslora",
+    "modules_to_save",
+    "layers_to_transform",
+    "layers_pattern",
+    "rank_pattern",
+    "alpha_pattern",
+];
+/// Fields that describe the file, not the computation: any value is fine.
+const INFORMATIONAL: [&str; 5] = [
+    "revision",
+    "inference_mode",
+    "peft_version",
+    "auto_mapping",
+    "init_lora_weights",
+];
+
+/// Whether a field we do not implement holds its neutral value.
+fn is_neutral(field: &str, value: &Value) -> bool {
+    match value {
+        Value::Null | Value::Bool(false) => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::String(s) => field == "megatron_core" && s == "megatron.core",
+        // PEFT writes its default group size even when QA-LoRA is off.
+        Value::Number(n) => field == "qalora_group_size" && n.as_u64() == Some(16),
+        Value::Bool(true) => false,
+    }
+}
+
+impl PeftConfig {
+    /// Reads and checks an `adapter_config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| SurgeryError::Io {
+            action: "reading",
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::from_json(path, &text)
+    }
+
+    /// Parses and checks config JSON (`path` is used in messages).
+    pub fn from_json(path: &Path, text: &str) -> Result<Self> {
+        let bad = |reason: String| SurgeryError::Config {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let value: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let map = value
+            .as_object()
+            .ok_or_else(|| bad("not a JSON object".into()))?;
+        for (field, value) in map {
+            if USED.contains(&field.as_str()) || INFORMATIONAL.contains(&field.as_str()) {
+                continue;
+            }
+            if !is_neutral(field, value) {
+                return Err(SurgeryError::UnsupportedField {
+                    field: field.clone(),
+                    value: value.to_string(),
+                    reason: "lora-burn implements plain LoRA (optionally rsLoRA); this field \
+                             must be null, false or empty"
+                        .into(),
+                });
+            }
+        }
+        let get = |k: &str| map.get(k).filter(|v| !v.is_null());
+        let peft_type = get("peft_type").and_then(Value::as_str).unwrap_or("");
+        if peft_type != "LORA" {
+            return Err(SurgeryError::UnsupportedField {
+                field: "peft_type".into(),
+                value: json!(peft_type).to_string(),
+                reason: "only \"LORA\" adapters are supported".into(),
+            });
+        }
+        let bias = get("bias").and_then(Value::as_str).unwrap_or("none");
+        if bias != "none" {
+            return Err(SurgeryError::UnsupportedField {
+                field: "bias".into(),
+                value: json!(bias).to_string(),
+                reason: "only \"none\" is supported when loading adapter files".into(),
+            });
+        }
+        let r = get("r")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad("missing or invalid \"r\"".into()))? as usize;
+        let alpha = get("lora_alpha").and_then(Value::as_f64).unwrap_or(8.0);
+        let field = |k: &str| -> Result<Option<Value>> { Ok(get(k).cloned()) };
+        let parse = |k: &'static str| -> Result<Option<ModulePattern>> {
+            field(k)?
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| bad(format!("{k}: {e}")))
+        };
+        let init = match get("init_lora_weights") {
+            None | Some(Value::Bool(true)) => LoraInit::Kaiming,
+            Some(Value::Bool(false)) => LoraInit::Random,
+            Some(Value::String(s)) if s == "gaussian" => LoraInit::Gaussian,
+            Some(other) => {
+                return Err(SurgeryError::UnsupportedField {
+                    field: "init_lora_weights".into(),
+                    value: other.to_string(),
+                    reason: "supported: true, false, \"gaussian\"".into(),
+                });
+            }
+        };
+        let lora = LoraConfig {
+            r,
+            alpha,
+            dropout: get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0),
+            use_rslora: get("use_rslora").and_then(Value::as_bool).unwrap_or(false),
+            init,
+        };
+        lora.validate()?;
+        let targets = TargetSpec {
+            target_modules: parse("target_modules")?,
+            exclude_modules: parse("exclude_modules")?,
+            layers_to_transform: field("layers_to_transform")?
+                .map(serde_json::from_value::<LayerIndices>)
+                .transpose()
+                .map_err(|e| bad(format!("layers_to_transform: {e}")))?,
+            layers_pattern: parse("layers_pattern")?,
+            rank_pattern: field("rank_pattern")?
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| bad(format!("rank_pattern: {e}")))?
+                .unwrap_or_default(),
+            alpha_pattern: field("alpha_pattern")?
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| bad(format!("alpha_pattern: {e}")))?
+                .unwrap_or_default(),
+        };
+        if targets.target_modules.is_none() {
+            return Err(bad("no target_modules".into()));
+        }
+        let modules_to_save = match get("modules_to_save") {
+            None => Vec::new(),
+            Some(v) => serde_json::from_value(v.clone())
+                .map_err(|e| bad(format!("modules_to_save: {e}")))?,
+        };
+        Ok(Self {
+            targets,
+            lora,
+            task_type: get("task_type").and_then(Value::as_str).map(str::to_string),
+            base_model: get("base_model_name_or_path")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            modules_to_save,
+        })
+    }
+
+    /// The minimal `adapter_config.json` that old and new PEFT versions accept.
+    pub fn to_json(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("peft_type".into(), json!("LORA"));
+        map.insert("task_type".into(), json!(self.task_type));
+        map.insert("base_model_name_or_path".into(), json!(self.base_model));
+        map.insert("r".into(), json!(self.lora.r));
+        map.insert("lora_alpha".into(), json!(self.lora.alpha));
+        map.insert("lora_dropout".into(), json!(self.lora.dropout));
+        map.insert("target_modules".into(), json!(self.targets.target_modules));
+        map.insert("bias".into(), json!("none"));
+        map.insert("use_rslora".into(), json!(self.lora.use_rslora));
+        map.insert("fan_in_fan_out".into(), json!(false));
+        map.insert("inference_mode".into(), json!(true));
+        map.insert(
+            "init_lora_weights".into(),
+            match self.lora.init {
+                LoraInit::Kaiming => json!(true),
+                LoraInit::Random => json!(false),
+                LoraInit::Gaussian => json!("gaussian"),
+            },
+        );
+        let optional: [(&str, Value); 6] = [
+            ("exclude_modules", json!(self.targets.exclude_modules)),
+            (
+                "layers_to_transform",
+                json!(self.targets.layers_to_transform),
+            ),
+            ("layers_pattern", json!(self.targets.layers_pattern)),
+            ("rank_pattern", json!(self.targets.rank_pattern)),
+            ("alpha_pattern", json!(self.targets.alpha_pattern)),
+            ("modules_to_save", json!(self.modules_to_save)),
+        ];
+        for (k, v) in optional {
+            if !is_neutral(k, &v) {
+                map.insert(k.into(), v);
+            }
+        }
+        Value::Object(map)
+    }
+}
+
+/// What [`load_adapter`] put into the model.
+#[derive(Debug)]
+pub struct LoadedAdapter {
+    /// The adapter's config.
+    pub config: PeftConfig,
+    /// Where each adapter went, with its resolved r, alpha and scaling.
+    pub report: InjectionReport,
+    /// `modules_to_save` tensors by parameter path (e.g. `classifier.weight`), PyTorch layout.
+    pub saved_modules: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+}
+
+fn read_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
+    (view.dtype() == Dtype::F32).then(|| {
+        view.data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    })
+}
+
+/// Normalises an adapter key: strips `base_model.model.` and a `.default` adapter infix.
+fn normalise_key(key: &str) -> String {
+    let key = key.strip_prefix(KEY_PREFIX).unwrap_or(key);
+    key.replace(".lora_A.default.", ".lora_A.")
+        .replace(".lora_B.default.", ".lora_B.")
+}
+
+/// Loads a PEFT LoRA adapter directory onto `model` as the adapter called `name`.
+///
+/// Every module the config targets must have both factors in the file with the config's
+/// shapes; a key that fits no targeted module (and no `modules_to_save` entry) is refused too.
+/// The error names the first missing and unexpected keys, or the shape mismatch.
+pub fn load_adapter<M: Adaptable>(model: &mut M, dir: &Path, name: &str) -> Result<LoadedAdapter> {
+    let config = PeftConfig::from_file(&dir.join("adapter_config.json"))?;
+    let weights_path = dir.join("adapter_model.safetensors");
+    let bytes = std::fs::read(&weights_path).map_err(|e| SurgeryError::Io {
+        action: "reading",
+        path: weights_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| SurgeryError::Io {
+        action: "parsing",
+        path: weights_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let mismatch = |reason: String| SurgeryError::Mismatch {
+        path: weights_path.clone(),
+        reason,
+    };
+    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
+    for (key, view) in file.tensors() {
+        let data = read_f32(&view).ok_or_else(|| {
+            mismatch(format!(
+                "tensor '{key}' is {:?}; adapter tensors must be F32",
+                view.dtype()
+            ))
+        })?;
+        tensors.insert(normalise_key(&key), (view.shape().to_vec(), data));
+    }
+    let report = plan(model, &config.targets, &config.lora)?;
+    let mut missing = Vec::new();
+    for planned in &report.targeted {
+        for factor in ["lora_A", "lora_B"] {
+            let key = format!("{}.{factor}.weight", planned.name);
+            if !tensors.contains_key(&key) {
+                missing.push(key);
+            }
+        }
+    }
+    let saved_modules: BTreeMap<String, (Vec<usize>, Vec<f32>)> = tensors
+        .iter()
+        .filter(|(k, _)| {
+            config
+                .modules_to_save
+                .iter()
+                .any(|m| k.starts_with(&format!("{m}.")) || k.contains(&format!(".{m}.")))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let unexpected: Vec<&String> = tensors
+        .keys()
+        .filter(|k| !saved_modules.contains_key(*k))
+        .filter(|k| {
+            !report.targeted.iter().any(|p| {
+                **k == format!("{}.lora_A.weight", p.name)
+                    || **k == format!("{}.lora_B.weight", p.name)
+            })
+        })
+        .collect();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        return Err(mismatch(format!(
+            "missing keys (first 5): {:?}; unexpected keys (first 5): {:?}",
+            &missing[..missing.len().min(5)],
+            &unexpected[..unexpected.len().min(5)]
+        )));
+    }
+    for (module, linear) in model.linears_mut() {
+        let Some(planned) = report.targeted.iter().find(|p| p.name == module) else {
+            continue;
+        };
+        let (a_shape, a) = &tensors[&format!("{module}.lora_A.weight")];
+        let (b_shape, b) = &tensors[&format!("{module}.lora_B.weight")];
+        let (d_in, d_out, r) = (linear.in_features(), linear.out_features(), planned.r);
+        if a_shape != &[r, d_in] || b_shape != &[d_out, r] {
+            return Err(mismatch(format!(
+                "'{module}': lora_A is {a_shape:?} (expected [{r}, {d_in}]), lora_B is \
+                 {b_shape:?} (expected [{d_out}, {r}])"
+            )));
+        }
+        let device = linear.device();
+        let a = Tensor::<2>::from_data(TensorData::new(a.clone(), [r, d_in]), &device).transpose();
+        let b = Tensor::<2>::from_data(TensorData::new(b.clone(), [d_out, r]), &device).transpose();
+        let lora = LoraConfig {
+            r,
+            alpha: planned.alpha,
+            ..config.lora
+        };
+        linear.insert_adapter(LoraAdapter::from_factors(name, lora, a, b)?)?;
+    }
+    Ok(LoadedAdapter {
+        config,
+        report,
+        saved_modules,
+    })
+}
+
+/// Writes the adapter called `name` of `model` as a PEFT directory (`adapter_config.json`,
+/// `adapter_model.safetensors` with F32 tensors and `{"format": "pt"}` metadata), plus any
+/// `saved_modules` tensors. Each file is written to a temporary name and renamed into place.
+pub fn save_adapter<M: Adaptable>(
+    model: &mut M,
+    name: &str,
+    config: &PeftConfig,
+    saved_modules: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    dir: &Path,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| SurgeryError::Io {
+        action: "creating",
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (module, linear) in model.linears_mut() {
+        let Ok(adapter) = linear.adapter(name) else {
+            continue;
+        };
+        let to_bytes = |t: Tensor<2>| -> Vec<u8> {
+            t.into_data()
+                .try_to_vec::<f32>()
+                .expect("adapter factors are f32")
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect()
+        };
+        let a = adapter.lora_a.val().transpose(); // [r, in]
+        let b = adapter.lora_b.val().transpose(); // [out, r]
+        tensors.push((
+            format!("{KEY_PREFIX}{module}.lora_A.weight"),
+            a.dims().to_vec(),
+            to_bytes(a),
+        ));
+        tensors.push((
+            format!("{KEY_PREFIX}{module}.lora_B.weight"),
+            b.dims().to_vec(),
+            to_bytes(b),
+        ));
+    }
+    if tensors.is_empty() {
+        return Err(SurgeryError::Lora(lora_core::LoraError::UnknownAdapter {
+            name: name.to_string(),
+            known: Vec::new(),
+        }));
+    }
+    for (key, (shape, data)) in saved_modules {
+        let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        tensors.push((format!("{KEY_PREFIX}{key}"), shape.clone(), bytes));
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(k, s, b)| {
+            (
+                k.clone(),
+                TensorView::new(Dtype::F32, s.clone(), b).expect("shape matches the data"),
+            )
+        })
+        .collect();
+    let metadata = Some(std::collections::HashMap::from([(
+        "format".to_string(),
+        "pt".to_string(),
+    )]));
+    let bytes = safetensors::serialize(views, metadata).map_err(|e| SurgeryError::Io {
+        action: "serialising",
+        path: dir.join("adapter_model.safetensors"),
+        reason: e.to_string(),
+    })?;
+    write_atomic(&dir.join("adapter_model.safetensors"), &bytes)?;
+    let json = serde_json::to_string_pretty(&config.to_json()).expect("JSON values serialise");
+    write_atomic(&dir.join("adapter_config.json"), json.as_bytes())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
+/// reader never sees a half-written file and an existing file survives a failed write.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |action: &'static str, path: PathBuf| {
+        move |e: std::io::Error| SurgeryError::Io {
+            action,
+            path,
+            reason: e.to_string(),
+        }
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(io("writing", tmp.clone()))?;
+    std::fs::rename(&tmp, path).map_err(io("renaming into", path.to_path_buf()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Result<PeftConfig> {
+        let text = format!(
+            r#"{{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["query"]{extra}}}"#
+        );
+        PeftConfig::from_json(Path::new("adapter_config.json"), &text)
+    }
+
+    #[test]
+    fn neutral_fields_are_accepted_and_active_ones_refused() {
+        assert!(config(r#", "use_dora": false, "loftq_config": {}, "megatron_core": "megatron.core", "qalora_group_size": 16, "layer_replication": null, "future_field": null"#).is_ok());
+        for (extra, field) in [
+            (r#", "use_dora": true"#, "use_dora"),
+            (r#", "fan_in_fan_out": true"#, "fan_in_fan_out"),
+            (r#", "layer_replication": [[0, 4]]"#, "layer_replication"),
+            (r#", "future_field": 3"#, "future_field"),
+            (r#", "bias": "all""#, "bias"),
+            (r#", "init_lora_weights": "pissa""#, "init_lora_weights"),
+        ] {
+            let e = config(extra).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("'{field}'")),
+                "{extra}: {e}"
+            );
+        }
+        let e = PeftConfig::from_json(Path::new("c.json"), r#"{"peft_type": "IA3", "r": 4}"#)
+            .unwrap_err();
+        assert!(e.to_string().contains("only \"LORA\""), "{e}");
+    }
+
+    #[test]
+    fn keys_are_normalised() {
+        assert_eq!(
+            normalise_key(
+                "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.default.weight"
+            ),
+            "bert.encoder.layer.0.attention.self.query.lora_A.weight"
+        );
+        assert_eq!(normalise_key("classifier.weight"), "classifier.weight");
+    }
+
+    #[test]
+    fn written_config_round_trips() {
+        let mut c = config(r#", "rank_pattern": {"value": 2}, "use_rslora": true"#).unwrap();
+        c.modules_to_save = vec!["classifier".into()];
+        let back = PeftConfig::from_json(Path::new("x"), &c.to_json().to_string()).unwrap();
+        assert_eq!(back, c);
+    }
+}

@@ -1,0 +1,153 @@
+//! PEFT's own adapter files on the real models: loading gives PEFT's logits (active, merged,
+//! disabled), the resolved r / alpha / scaling equal PEFT's, and saving gives back the same
+//! tensors bit for bit.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use burn::tensor::{Tensor, TensorData};
+use lora_models::{BertForSequenceClassification, BertInput, ModelSource, load_bert, load_llama};
+use lora_surgery::{load_adapter, save_adapter};
+use lora_tests::{asset, fixtures_dir, max_abs_diff, read_fixture};
+
+fn fixture_path(rel: &str) -> PathBuf {
+    fixtures_dir().join(rel)
+}
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+fn classifier(device: &burn::tensor::Device) -> (Tensor<2>, Tensor<1>) {
+    let head = read_fixture("peft_bert_seqcls/classifier_head_init.safetensors");
+    let w = Tensor::from_data(
+        TensorData::new(head["classifier.weight"].f32().to_vec(), [2, 384]),
+        device,
+    );
+    let b = Tensor::from_data(
+        TensorData::new(head["classifier.bias"].f32().to_vec(), [2]),
+        device,
+    );
+    (w, b)
+}
+
+lora_core::backend_test!(fn peft_seq_cls_adapter_matches_peft(device) {
+    let logits = read_fixture("peft_bert_seqcls/logits.safetensors");
+    let shape = [4, 17];
+    let input = BertInput::from_ids(
+        logits["input_ids"].i64().to_vec(),
+        logits["attention_mask"].i64().to_vec(),
+        logits["token_type_ids"].i64().to_vec(),
+        shape,
+        &device,
+    )
+    .unwrap();
+    let (bert, _) = load_bert(&ModelSource::path(asset("minilm")), &device).unwrap();
+    let mut model = BertForSequenceClassification::new(bert, 2, Some(classifier(&device)), &device).unwrap();
+
+    // (iii) Without the adapter: the base encoder and the initial head.
+    let disabled = to_vec(model.forward(&input).unwrap());
+    let diff = max_abs_diff(&disabled, logits["logits_adapter_disabled"].f32());
+    assert!(diff < 1e-4, "disabled logits differ by {diff}");
+
+    let dir = fixture_path("peft_bert_seqcls/adapter");
+    let loaded = load_adapter(&mut model, &dir, "default").unwrap();
+    // The classifier is saved in full (modules_to_save) and supplies the head.
+    let (w_shape, w) = &loaded.saved_modules["classifier.weight"];
+    let (_, b) = &loaded.saved_modules["classifier.bias"];
+    assert_eq!(w_shape, &vec![2, 384]);
+    let head = lora_core::LoraLinear::from_weights(
+        Tensor::<2>::from_data(TensorData::new(w.clone(), [2, 384]), &device).transpose(),
+        Some(Tensor::from_data(TensorData::new(b.clone(), [2]), &device)),
+    )
+    .unwrap();
+    model.classifier = head;
+
+    // Resolved r / alpha / scaling per module, as PEFT resolved them.
+    let scaling: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture_path("peft_bert_seqcls/lora_scaling.json")).unwrap(),
+    )
+    .unwrap();
+    let expected = scaling["modules"].as_object().unwrap();
+    assert_eq!(loaded.report.targeted.len(), expected.len());
+    for planned in &loaded.report.targeted {
+        let e = &expected[&format!("base_model.model.{}", planned.name)];
+        assert_eq!(planned.r as u64, e["r"].as_u64().unwrap(), "{}", planned.name);
+        assert_eq!(planned.alpha, e["alpha"].as_f64().unwrap(), "{}", planned.name);
+        assert_eq!(planned.scaling, e["scaling"].as_f64().unwrap(), "{}", planned.name);
+    }
+    assert_eq!(loaded.report.added_params + 770, 37_634, "PEFT's trainable parameter count");
+
+    // (i) Adapter active.
+    let active = to_vec(model.forward(&input).unwrap());
+    let diff = max_abs_diff(&active, logits["logits_adapter_active"].f32());
+    assert!(diff < 1e-4, "active logits differ by {diff}");
+    assert!(max_abs_diff(&active, &disabled) > 1e-2, "the adapter must change the logits");
+
+    // Saving gives back PEFT's tensors bit for bit, under the same keys.
+    let out = tempfile::tempdir().unwrap();
+    let mut saved = BTreeMap::new();
+    for (k, v) in &loaded.saved_modules {
+        saved.insert(k.clone(), v.clone());
+    }
+    save_adapter(&mut model, "default", &loaded.config, &saved, out.path()).unwrap();
+    let original = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
+    let written = std::fs::read(out.path().join("adapter_model.safetensors")).unwrap();
+    let original = safetensors::SafeTensors::deserialize(&original).unwrap();
+    let written_st = safetensors::SafeTensors::deserialize(&written).unwrap();
+    let mut a: Vec<String> = original.names().into_iter().map(String::from).collect();
+    let mut b: Vec<String> = written_st.names().into_iter().map(String::from).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "same key set");
+    for key in &a {
+        let (x, y) = (original.tensor(key).unwrap(), written_st.tensor(key).unwrap());
+        assert_eq!(x.shape(), y.shape(), "{key}");
+        assert_eq!(x.dtype(), y.dtype(), "{key}");
+        assert_eq!(x.data(), y.data(), "{key} differs");
+    }
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&written).unwrap();
+    assert_eq!(metadata.metadata().as_ref().unwrap()["format"], "pt");
+    let back = lora_surgery::PeftConfig::from_file(&out.path().join("adapter_config.json")).unwrap();
+    assert_eq!(back, loaded.config, "the written config has the same semantics");
+
+    // (ii) Merged.
+    for (_, linear) in lora_surgery::Adaptable::linears_mut(&mut model) {
+        linear.merge_all().unwrap();
+    }
+    let merged = to_vec(model.forward(&input).unwrap());
+    let diff = max_abs_diff(&merged, logits["logits_merged"].f32());
+    assert!(diff < 1e-4, "merged logits differ by {diff}");
+    let probe = read_fixture("peft_bert_seqcls/merged_weights_probe.safetensors");
+    let ours = to_vec(model.bert.layers[0].query.weight.val().transpose());
+    let diff = max_abs_diff(&ours, probe["bert.encoder.layer.0.attention.self.query.weight"].f32());
+    assert!(diff < 1e-6, "merged query weight differs by {diff}");
+});
+
+lora_core::backend_test!(fn peft_causal_lm_adapter_matches_peft(device) {
+    let fixture = read_fixture("smollm2/smollm2.safetensors");
+    let (mut model, _) = load_llama(&ModelSource::path(asset("smollm2")), &device).unwrap();
+    let loaded = load_adapter(&mut model, &fixture_path("smollm2/adapter"), "default").unwrap();
+    assert_eq!(loaded.report.targeted.len(), 60);
+    assert!(loaded.report.targeted.iter().all(|p| p.scaling == 2.0));
+    let prompts = |i: usize| -> Vec<u32> {
+        fixture[&format!("prompt{i}.input_ids")].i64().iter().map(|&t| t as u32).collect()
+    };
+    for i in 0..2 {
+        let ids = lora_models::llama::ids_tensor(&prompts(i), &device);
+        let mut cache = lora_models::KvCache::new();
+        let last = to_vec(model.forward_cached(ids, &mut cache).unwrap());
+        let diff = max_abs_diff(&last, fixture[&format!("prompt{i}.lora_last_logits")].f32());
+        assert!(diff < 1e-3, "prompt {i}: adapter logits differ by {diff}");
+    }
+    for (_, linear) in lora_surgery::Adaptable::linears_mut(&mut model) {
+        linear.merge_all().unwrap();
+    }
+    for i in 0..2 {
+        let ids = lora_models::llama::ids_tensor(&prompts(i), &device);
+        let mut cache = lora_models::KvCache::new();
+        let last = to_vec(model.forward_cached(ids, &mut cache).unwrap());
+        let diff = max_abs_diff(&last, fixture[&format!("prompt{i}.merged_last_logits")].f32());
+        assert!(diff < 1e-3, "prompt {i}: merged logits differ by {diff}");
+    }
+});
