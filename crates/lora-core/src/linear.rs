@@ -354,6 +354,13 @@ impl LoraLinear {
         Ok(self.into_plain())
     }
 
+    /// Removes every adapter *without* unmerging: updates merged so far stay folded into the
+    /// weight, the rest are dropped. This is how a model-level `merge_and_unload` ends.
+    pub fn discard_adapters(&mut self) -> Vec<LoraAdapter> {
+        self.disabled = false;
+        std::mem::take(&mut self.adapters)
+    }
+
     /// Number of parameters all adapters add.
     pub fn num_adapter_params(&self) -> usize {
         self.adapters

@@ -18,6 +18,99 @@ pub trait Adaptable {
     }
 }
 
+/// Joins a parent module name and a child path with a dot (either may be empty).
+pub fn join_path(parent: &str, child: &str) -> String {
+    match (parent.is_empty(), child.is_empty()) {
+        (true, _) => child.to_string(),
+        (_, true) => parent.to_string(),
+        _ => format!("{parent}.{child}"),
+    }
+}
+
+/// A linear layer is its own (unnamed) module.
+impl Adaptable for LoraLinear {
+    fn linears_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
+        vec![(String::new(), self)]
+    }
+}
+
+/// Elements are named by their index, as in PyTorch's `ModuleList`.
+impl<T: Adaptable> Adaptable for Vec<T> {
+    fn linears_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
+        self.iter_mut()
+            .enumerate()
+            .flat_map(|(i, item)| {
+                item.linears_mut()
+                    .into_iter()
+                    .map(move |(path, linear)| (join_path(&i.to_string(), &path), linear))
+            })
+            .collect()
+    }
+
+    fn output_heads(&self) -> Vec<String> {
+        self.iter()
+            .enumerate()
+            .flat_map(|(i, item)| {
+                item.output_heads()
+                    .into_iter()
+                    .map(move |path| join_path(&i.to_string(), &path))
+            })
+            .collect()
+    }
+}
+
+impl<T: Adaptable> Adaptable for Option<T> {
+    fn linears_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
+        self.as_mut()
+            .map(Adaptable::linears_mut)
+            .unwrap_or_default()
+    }
+
+    fn output_heads(&self) -> Vec<String> {
+        self.as_ref()
+            .map(Adaptable::output_heads)
+            .unwrap_or_default()
+    }
+}
+
+impl<T: Adaptable> Adaptable for Box<T> {
+    fn linears_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
+        (**self).linears_mut()
+    }
+
+    fn output_heads(&self) -> Vec<String> {
+        (**self).output_heads()
+    }
+}
+
+/// Types that hold no adaptable linear layer, so `#[derive(Adaptable)]` structs can contain them
+/// without attributes.
+macro_rules! no_linears {
+    ($($ty:ty),* $(,)?) => {
+        $(impl Adaptable for $ty {
+            fn linears_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
+                Vec::new()
+            }
+        })*
+    };
+}
+
+no_linears!(
+    burn::nn::LayerNorm,
+    burn::nn::RmsNorm,
+    burn::nn::Embedding,
+    burn::nn::Dropout,
+    burn::nn::Gelu,
+    burn::nn::Relu,
+    burn::nn::Tanh,
+    lora_core::BottleneckAdapter,
+    bool,
+    usize,
+    f32,
+    f64,
+    String,
+);
+
 impl Adaptable for BertModel {
     fn linears_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
         BertModel::linears_mut(self)

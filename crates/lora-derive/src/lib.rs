@@ -1,0 +1,118 @@
+//! `#[derive(Adaptable)]`: model surgery for your own Burn models.
+//!
+//! The derive implements `lora_surgery::Adaptable` for a struct with named fields by listing the
+//! adaptable linear layers of each field under the field's name (nested structs, `Vec` and
+//! `Option` compose with dots and indices, as in PyTorch's module names). Field attributes:
+//!
+//! - `#[adaptable(skip)]`: leave the field out (for types that do not implement `Adaptable`);
+//! - `#[adaptable(rename = "name")]`: use another module name (e.g. Hugging Face's);
+//! - `#[adaptable(output_head)]`: the field is an output head, which `all-linear` leaves out.
+//!
+//! Common Burn layers without linear weights (norms, embeddings, dropout, activations) and
+//! plain values already implement `Adaptable` with no modules, so they need no attribute.
+
+use proc_macro::TokenStream;
+use quote::quote;
+use syn::{Data, DeriveInput, Fields, LitStr, parse_macro_input};
+
+/// Derives `lora_surgery::Adaptable` for a struct with named fields. See the crate docs.
+#[proc_macro_derive(Adaptable, attributes(adaptable))]
+pub fn derive_adaptable(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match expand(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+struct FieldSpec {
+    ident: syn::Ident,
+    name: String,
+    skip: bool,
+    output_head: bool,
+}
+
+fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
+    let Data::Struct(data) = &input.data else {
+        return Err(syn::Error::new_spanned(
+            input,
+            "#[derive(Adaptable)] supports structs with named fields",
+        ));
+    };
+    let Fields::Named(fields) = &data.fields else {
+        return Err(syn::Error::new_spanned(
+            input,
+            "#[derive(Adaptable)] supports structs with named fields",
+        ));
+    };
+    let mut specs = Vec::new();
+    for field in &fields.named {
+        let ident = field.ident.clone().expect("named field");
+        let mut spec = FieldSpec {
+            name: ident.to_string(),
+            ident,
+            skip: false,
+            output_head: false,
+        };
+        for attr in field
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("adaptable"))
+        {
+            attr.parse_nested_meta(|meta| {
+                if meta.path.is_ident("skip") {
+                    spec.skip = true;
+                    Ok(())
+                } else if meta.path.is_ident("output_head") {
+                    spec.output_head = true;
+                    Ok(())
+                } else if meta.path.is_ident("rename") {
+                    spec.name = meta.value()?.parse::<LitStr>()?.value();
+                    Ok(())
+                } else {
+                    Err(meta.error("expected `skip`, `output_head` or `rename = \"...\"`"))
+                }
+            })?;
+        }
+        specs.push(spec);
+    }
+    let name = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let pushes = specs.iter().filter(|s| !s.skip).map(|s| {
+        let ident = &s.ident;
+        let field_name = &s.name;
+        quote! {
+            for (path, linear) in ::lora_surgery::Adaptable::linears_mut(&mut self.#ident) {
+                out.push((::lora_surgery::join_path(#field_name, &path), linear));
+            }
+        }
+    });
+    let heads = specs.iter().filter(|s| !s.skip).map(|s| {
+        let ident = &s.ident;
+        let field_name = &s.name;
+        let own = s
+            .output_head
+            .then(|| quote! { heads.push(::std::string::String::from(#field_name)); });
+        quote! {
+            #own
+            for path in ::lora_surgery::Adaptable::output_heads(&self.#ident) {
+                heads.push(::lora_surgery::join_path(#field_name, &path));
+            }
+        }
+    });
+    Ok(quote! {
+        impl #impl_generics ::lora_surgery::Adaptable for #name #ty_generics #where_clause {
+            fn linears_mut(&mut self) -> ::std::vec::Vec<(::std::string::String, &mut ::lora_surgery::LoraLinear)> {
+                let mut out = ::std::vec::Vec::new();
+                #(#pushes)*
+                out
+            }
+
+            fn output_heads(&self) -> ::std::vec::Vec<::std::string::String> {
+                let mut heads = ::std::vec::Vec::new();
+                #(#heads)*
+                heads
+            }
+        }
+    })
+}

@@ -1,0 +1,168 @@
+//! Model surgery on a model defined only here, through `#[derive(Adaptable)]`: module names,
+//! PEFT targeting, the dry-run report, several named adapters, scoped disabling, training one
+//! adapter while another stays frozen, merging with its measured cost, `merge_and_unload` and
+//! `unload`.
+
+use burn::module::Module;
+use burn::nn::{LayerNorm, LayerNormConfig};
+use burn::tensor::{Device, Distribution, Tensor};
+use lora_core::testing::{max_abs, max_abs_diff};
+use lora_core::{LoraConfig, LoraInit, LoraLinear, LoraLinearConfig, ParamCount};
+use lora_surgery::{Adaptable, ModulePattern, SurgeryError, TargetSpec};
+
+#[derive(Module, Debug, Adaptable)]
+struct Attention {
+    q: LoraLinear,
+    v: LoraLinear,
+}
+
+#[derive(Module, Debug, Adaptable)]
+struct Block {
+    #[adaptable(rename = "self_attn")]
+    attention: Attention,
+    norm: LayerNorm,
+    ffn: Option<LoraLinear>,
+}
+
+#[derive(Module, Debug, Adaptable)]
+struct TinyModel {
+    layers: Vec<Block>,
+    #[adaptable(output_head)]
+    head: LoraLinear,
+    #[adaptable(skip)]
+    #[allow(dead_code)]
+    unused: Vec<f32>,
+}
+
+impl TinyModel {
+    fn new(device: &Device) -> Self {
+        let linear = |i, o| LoraLinearConfig::new(i, o).init(device);
+        let block = |ffn: bool| Block {
+            attention: Attention {
+                q: linear(8, 8),
+                v: linear(8, 8),
+            },
+            norm: LayerNormConfig::new(8).init(device).set_require_grad(false),
+            ffn: ffn.then(|| linear(8, 8)),
+        };
+        Self {
+            layers: vec![block(true), block(false)],
+            head: linear(8, 3),
+            unused: Vec::new(),
+        }
+    }
+
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let mut h = x;
+        for block in &self.layers {
+            let a = block.attention.q.forward(h.clone()) + block.attention.v.forward(h.clone());
+            h = block.norm.forward(a + h);
+            if let Some(ffn) = &block.ffn {
+                h = ffn.forward(h);
+            }
+        }
+        self.head.forward(h)
+    }
+}
+
+fn spec(targets: &[&str]) -> TargetSpec {
+    TargetSpec {
+        target_modules: Some(ModulePattern::list(targets)),
+        ..Default::default()
+    }
+}
+
+fn random_config(r: usize) -> LoraConfig {
+    LoraConfig::new(r).with_init(LoraInit::Random)
+}
+
+lora_core::backend_test!(fn derive_names_modules_like_pytorch(device) {
+    let mut model = TinyModel::new(&device);
+    let names: Vec<String> = model.linears_mut().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        ["layers.0.self_attn.q", "layers.0.self_attn.v", "layers.0.ffn", "layers.1.self_attn.q", "layers.1.self_attn.v", "head"]
+    );
+    assert_eq!(model.output_heads(), vec!["head".to_string()]);
+
+    // all-linear leaves the output head out.
+    let all = TargetSpec { target_modules: Some(ModulePattern::Regex("all-linear".into())), ..Default::default() };
+    let report = lora_surgery::plan(&mut model, &all, &LoraConfig::new(2)).unwrap();
+    assert_eq!(report.targeted.len(), 5);
+    assert_eq!(report.left_out, vec!["head".to_string()]);
+
+    // The dry run changes nothing; nothing matching is an error listing the real names.
+    assert_eq!(ParamCount::of(&model).trainable, 0);
+    let e = lora_surgery::plan(&mut model, &spec(&["q_proj"]), &LoraConfig::new(2)).unwrap_err();
+    assert!(matches!(e, SurgeryError::NothingMatched { .. }));
+    assert!(e.to_string().contains("layers.1.self_attn.v"), "{e}");
+
+    // Rank patterns and their report lines.
+    let mut s = spec(&["q", "v"]);
+    s.rank_pattern.insert("v".into(), 4);
+    let report = lora_surgery::inject(&mut model, "default", &s, &LoraConfig::new(2).with_alpha(4.0)).unwrap();
+    let v = report.targeted.iter().find(|p| p.name == "layers.0.self_attn.v").unwrap();
+    assert_eq!((v.r, v.scaling, v.added_params), (4, 1.0, 4 * 16));
+    assert_eq!(report.added_params, 2 * (2 * 16) + 2 * (4 * 16));
+    assert_eq!(ParamCount::of(&model).trainable, report.added_params);
+    let text = report.to_string();
+    assert!(text.contains("4 modules targeted") && text.contains("left out: head"), "{text}");
+});
+
+lora_core::backend_test!(fn several_adapters_on_one_model(device) {
+    let mut model = TinyModel::new(&device);
+    let x = Tensor::<2>::random([4, 8], Distribution::Uniform(-1.0, 1.0), &device);
+    let base = model.forward(x.clone());
+    lora_surgery::inject(&mut model, "a", &spec(&["q"]), &random_config(2)).unwrap();
+    lora_surgery::inject(&mut model, "b", &spec(&["v", "ffn"]), &random_config(3)).unwrap();
+    assert_eq!(lora_surgery::adapter_names(&mut model), vec!["a".to_string(), "b".to_string()]);
+    let both = model.forward(x.clone());
+    assert!(max_abs_diff(both.clone(), base.clone()) > 1e-3);
+
+    // Disabled within a scope: the base model; afterwards: back to both adapters.
+    let inside = lora_surgery::with_adapters_disabled(&mut model, |m| m.forward(x.clone())).unwrap();
+    assert_eq!(max_abs_diff(inside, base.clone()), 0.0);
+    assert_eq!(max_abs_diff(model.forward(x.clone()), both.clone()), 0.0);
+
+    // Only "a" active.
+    lora_surgery::set_active_adapters(&mut model, &["a"]).unwrap();
+    let only_a = model.forward(x.clone());
+    assert!(max_abs_diff(only_a.clone(), both.clone()) > 1e-4);
+    let e = lora_surgery::set_active_adapters(&mut model, &["c"]).unwrap_err();
+    assert!(e.to_string().contains("known adapters: [a, b]"), "{e}");
+    lora_surgery::set_active_adapters(&mut model, &["a", "b"]).unwrap();
+
+    // Merging: the measured numeric cost is tiny; merge_and_unload keeps the function.
+    let mut merged = model.clone();
+    let cost = lora_surgery::merge_adapters(&mut merged, |m| m.forward(x.clone())).unwrap();
+    assert!(cost < 1e-5 * (1.0 + max_abs(both.clone())), "merge cost {cost}");
+    let mut plain = model.clone();
+    lora_surgery::merge_and_unload(&mut plain).unwrap();
+    assert!(lora_surgery::adapter_names(&mut plain).is_empty());
+    assert!(max_abs_diff(plain.forward(x.clone()), both.clone()) < 1e-5);
+
+    // unload returns the base model exactly.
+    let mut unloaded = model.clone();
+    lora_surgery::unload(&mut unloaded).unwrap();
+    assert_eq!(max_abs_diff(unloaded.forward(x.clone()), base), 0.0);
+
+    // Deleting one adapter leaves the other.
+    lora_surgery::delete_adapter(&mut model, "b").unwrap();
+    assert_eq!(max_abs_diff(model.forward(x.clone()), only_a), 0.0);
+    assert!(lora_surgery::delete_adapter(&mut model, "b").is_err());
+});
+
+lora_core::backend_test!(fn train_one_adapter_while_another_stays_frozen(device) {
+    let device = device.autodiff();
+    let mut model = TinyModel::new(&device);
+    lora_surgery::inject(&mut model, "train", &spec(&["q"]), &random_config(2)).unwrap();
+    lora_surgery::inject(&mut model, "keep", &spec(&["q"]), &random_config(2)).unwrap();
+    lora_surgery::set_adapter_trainable(&mut model, "keep", false).unwrap();
+    let x = Tensor::<2>::random([4, 8], Distribution::Uniform(-1.0, 1.0), &device);
+    let grads = model.forward(x).powi_scalar(2).sum().backward();
+    let q = &model.layers[0].attention.q;
+    assert!(q.adapter("train").unwrap().lora_a.grad(&grads).is_some());
+    assert!(q.adapter("keep").unwrap().lora_a.grad(&grads).is_none());
+    assert!(q.weight.grad(&grads).is_none());
+    assert_eq!(ParamCount::of(&model).trainable, 2 * 2 * 16);
+});
