@@ -2,7 +2,6 @@
 //! disabled), the resolved r / alpha / scaling equal PEFT's, and saving gives back the same
 //! tensors bit for bit.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
@@ -52,16 +51,9 @@ lora_core::backend_test!(fn peft_seq_cls_adapter_matches_peft(device) {
 
     let dir = fixture_path("peft_bert_seqcls/adapter");
     let loaded = load_adapter(&mut model, &dir, "default").unwrap();
-    // The classifier is saved in full (modules_to_save) and supplies the head.
-    let (w_shape, w) = &loaded.saved_modules["classifier.weight"];
-    let (_, b) = &loaded.saved_modules["classifier.bias"];
-    assert_eq!(w_shape, &vec![2, 384]);
-    let head = lora_core::LoraLinear::from_weights(
-        Tensor::<2>::from_data(TensorData::new(w.clone(), [2, 384]), &device).transpose(),
-        Some(Tensor::from_data(TensorData::new(b.clone(), [2]), &device)),
-    )
-    .unwrap();
-    model.classifier = head;
+    // The classifier is saved in full (modules_to_save) and replaces the head while active.
+    assert_eq!(loaded.saved_modules["classifier.weight"].0, vec![2, 384]);
+    assert_eq!(model.classifier.saved_copy_names(), vec!["default".to_string()]);
 
     // Resolved r / alpha / scaling per module, as PEFT resolved them.
     let scaling: serde_json::Value = serde_json::from_str(
@@ -84,13 +76,14 @@ lora_core::backend_test!(fn peft_seq_cls_adapter_matches_peft(device) {
     assert!(diff < 1e-4, "active logits differ by {diff}");
     assert!(max_abs_diff(&active, &disabled) > 1e-2, "the adapter must change the logits");
 
+    // (iii) again, within PEFT's `disable_adapter()` scope: the base encoder and the ORIGINAL head.
+    let inside = lora_surgery::with_adapters_disabled(&mut model, |m| to_vec(m.forward(&input).unwrap())).unwrap();
+    assert!(max_abs_diff(&inside, logits["logits_adapter_disabled"].f32()) < 1e-4);
+    assert_eq!(to_vec(model.forward(&input).unwrap()), active, "the scope restores the adapter");
+
     // Saving gives back PEFT's tensors bit for bit, under the same keys.
     let out = tempfile::tempdir().unwrap();
-    let mut saved = BTreeMap::new();
-    for (k, v) in &loaded.saved_modules {
-        saved.insert(k.clone(), v.clone());
-    }
-    save_adapter(&mut model, "default", &loaded.config, &saved, out.path()).unwrap();
+    save_adapter(&mut model, "default", &loaded.config, out.path()).unwrap();
     let original = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
     let written = std::fs::read(out.path().join("adapter_model.safetensors")).unwrap();
     let original = safetensors::SafeTensors::deserialize(&original).unwrap();
@@ -111,10 +104,15 @@ lora_core::backend_test!(fn peft_seq_cls_adapter_matches_peft(device) {
     let back = lora_surgery::PeftConfig::from_file(&out.path().join("adapter_config.json")).unwrap();
     assert_eq!(back, loaded.config, "the written config has the same semantics");
 
-    // (ii) Merged.
-    for (_, linear) in lora_surgery::Adaptable::linears_mut(&mut model) {
-        linear.merge_all().unwrap();
-    }
+    // A bare encoder takes its head and label count from the adapter, and gives the same logits.
+    let (bert, _) = load_bert(&ModelSource::path(asset("minilm")), &device).unwrap();
+    let (bare, _) = lora_surgery::load_seq_cls_adapter(bert, &dir, "default").unwrap();
+    assert_eq!(bare.num_labels(), 2);
+    assert!(max_abs_diff(&to_vec(bare.forward(&input).unwrap()), &active) < 1e-6);
+
+    // (ii) Merged, through merge_and_unload: a plain model with PEFT's merged logits.
+    lora_surgery::merge_and_unload(&mut model).unwrap();
+    assert!(lora_surgery::adapter_names(&mut model).is_empty());
     let merged = to_vec(model.forward(&input).unwrap());
     let diff = max_abs_diff(&merged, logits["logits_merged"].f32());
     assert!(diff < 1e-4, "merged logits differ by {diff}");

@@ -47,7 +47,7 @@ pub use bottleneck::{AdapterActivation, BottleneckAdapter, BottleneckAdapterConf
 pub use config::{LoraConfig, LoraInit};
 pub use device::{Backend, compiled_backends, select_device};
 pub use error::{LoraError, Result};
-pub use linear::{LoraLinear, LoraLinearConfig};
+pub use linear::{LoraLinear, LoraLinearConfig, SavedCopy};
 pub use params::ParamCount;
 
 /// The Burn version this crate is built on, re-exported so that macros and downstream crates

@@ -50,6 +50,22 @@ impl LoraLinearConfig {
     }
 }
 
+/// A full, trainable copy of a layer that one adapter owns (PEFT's `modules_to_save`): while the
+/// adapter is active it replaces the base weight and bias.
+#[derive(Module, Debug)]
+pub struct SavedCopy {
+    /// The copy's weight, `[in, out]`.
+    pub weight: Param<Tensor<2>>,
+    /// The copy's bias, `[out]`.
+    pub bias: Option<Param<Tensor<1>>>,
+    /// The adapter that owns the copy.
+    #[module(skip)]
+    pub name: String,
+    /// Whether the copy is in use.
+    #[module(skip)]
+    active: bool,
+}
+
 /// A linear layer `y = x·W0 + b` whose base is frozen, plus named LoRA adapters.
 ///
 /// The forward pass is `x·W + b + Σ_active,unmerged s·B(A(dropout(x)))` where `W` is `W0` plus
@@ -90,6 +106,8 @@ pub struct LoraLinear {
     pub bias: Option<Param<Tensor<1>>>,
     /// The adapters, in the order they were added.
     pub adapters: Vec<LoraAdapter>,
+    /// Full trainable copies of this layer owned by adapters (PEFT's `modules_to_save`).
+    pub saved_copies: Vec<SavedCopy>,
     /// When set, unmerged adapters are bypassed and the layer acts as its (merged) base.
     #[module(skip)]
     disabled: bool,
@@ -124,6 +142,7 @@ impl LoraLinear {
             weight: Param::from_tensor(weight).set_require_grad(false),
             bias: bias.map(|b| Param::from_tensor(b).set_require_grad(false)),
             adapters: Vec::new(),
+            saved_copies: Vec::new(),
             disabled: false,
         }
     }
@@ -145,11 +164,12 @@ impl LoraLinear {
 
     /// `x·W + b + Σ s·B(A(dropout(x)))` over the active, unmerged adapters, for `x: [..., in]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let base = linear(
-            x.clone(),
-            self.weight.val(),
-            self.bias.as_ref().map(|b| b.val()),
-        );
+        let copy = self.active_copy();
+        let (weight, bias) = match copy {
+            Some(copy) => (&copy.weight, &copy.bias),
+            None => (&self.weight, &self.bias),
+        };
+        let base = linear(x.clone(), weight.val(), bias.as_ref().map(|b| b.val()));
         if self.disabled {
             return base;
         }
@@ -157,6 +177,69 @@ impl LoraLinear {
             .iter()
             .filter(|a| a.active && !a.merged)
             .fold(base, |y, adapter| y + adapter.delta(x.clone()))
+    }
+
+    /// The saved copy that replaces the base in the forward pass: the first active one, unless
+    /// the layer is disabled.
+    pub fn active_copy(&self) -> Option<&SavedCopy> {
+        if self.disabled {
+            return None;
+        }
+        self.saved_copies.iter().find(|c| c.active)
+    }
+
+    /// Gives the adapter called `name` a full copy of this layer (`weight: [in, out]`, `bias`),
+    /// used instead of the base whenever that adapter is active: PEFT's `modules_to_save`. Pass
+    /// `None` to copy the current base (trainable), as PEFT does when it wraps a module.
+    pub fn insert_saved_copy(
+        &mut self,
+        name: &str,
+        weights: Option<(Tensor<2>, Option<Tensor<1>>)>,
+    ) -> Result<()> {
+        crate::adapter::validate_name(name)?;
+        if self.saved_copies.iter().any(|c| c.name == name) {
+            return Err(LoraError::DuplicateAdapter {
+                name: name.to_string(),
+            });
+        }
+        let (weight, bias) = match weights {
+            Some((weight, bias)) => {
+                let expected = [self.in_features(), self.out_features()];
+                if weight.dims() != expected
+                    || bias.as_ref().is_some_and(|b| b.dims() != [expected[1]])
+                {
+                    return Err(LoraError::ShapeMismatch {
+                        what: format!("saved copy '{name}' ([in, out] weight and [out] bias)"),
+                        expected: expected.to_vec(),
+                        actual: weight.dims().to_vec(),
+                    });
+                }
+                (weight, bias)
+            }
+            None => (
+                self.weight.val().detach(),
+                self.bias.as_ref().map(|b| b.val().detach()),
+            ),
+        };
+        self.saved_copies.push(SavedCopy {
+            weight: Param::from_tensor(weight),
+            bias: bias.map(Param::from_tensor),
+            name: name.to_string(),
+            active: true,
+        });
+        Ok(())
+    }
+
+    /// The names of the saved copies.
+    pub fn saved_copy_names(&self) -> Vec<String> {
+        self.saved_copies.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// Removes the saved copy of adapter `name`, if any; returns whether one was removed.
+    pub fn delete_saved_copy(&mut self, name: &str) -> bool {
+        let before = self.saved_copies.len();
+        self.saved_copies.retain(|c| c.name != name);
+        before != self.saved_copies.len()
     }
 
     /// Adds a freshly initialised adapter called `name` (active, unmerged, trainable).
@@ -217,9 +300,21 @@ impl LoraLinear {
         self.adapters.iter().map(|a| a.name.clone()).collect()
     }
 
-    /// Turns the adapter called `name` on or off. A merged adapter cannot be turned off.
+    /// Turns the adapter called `name` (and its saved copy, if any) on or off. A merged adapter
+    /// cannot be turned off.
     pub fn set_active(&mut self, name: &str, active: bool) -> Result<()> {
-        let index = self.index_of(name)?;
+        let copy = self.saved_copies.iter_mut().find(|c| c.name == name);
+        let has_copy = copy.is_some();
+        if let Some(copy) = copy {
+            copy.active = active;
+        }
+        let Some(index) = self.position(name) else {
+            return if has_copy {
+                Ok(())
+            } else {
+                Err(self.unknown(name))
+            };
+        };
         let adapter = &mut self.adapters[index];
         if adapter.merged && !active {
             return Err(LoraError::MergedAdapterBusy {
@@ -231,10 +326,13 @@ impl LoraLinear {
         Ok(())
     }
 
-    /// Makes exactly the named adapters active (all names are checked before anything changes).
+    /// Makes exactly the named adapters (and saved copies) active; all names are checked before
+    /// anything changes.
     pub fn set_active_adapters(&mut self, names: &[&str]) -> Result<()> {
         for name in names {
-            self.index_of(name)?;
+            if self.position(name).is_none() && !self.saved_copies.iter().any(|c| c.name == *name) {
+                return Err(self.unknown(name));
+            }
         }
         if let Some(busy) = self
             .adapters
@@ -248,6 +346,9 @@ impl LoraLinear {
         }
         for adapter in &mut self.adapters {
             adapter.active = names.contains(&adapter.name.as_str());
+        }
+        for copy in &mut self.saved_copies {
+            copy.active = names.contains(&copy.name.as_str());
         }
         Ok(())
     }
@@ -340,23 +441,35 @@ impl LoraLinear {
     }
 
     /// Merges the active adapters and returns the plain layer (PEFT's `merge_and_unload`).
-    /// Inactive adapters are dropped without being merged.
+    /// Inactive adapters are dropped without being merged; an active saved copy becomes the
+    /// layer.
     pub fn merge_and_unload(mut self) -> Result<Linear> {
         if !self.disabled {
             self.merge_all()?;
         }
+        self.discard_adapters();
         Ok(self.into_plain())
     }
 
     /// Unmerges everything and returns the original base layer (PEFT's `unload`).
     pub fn unload(mut self) -> Result<Linear> {
         self.unmerge_all()?;
+        self.saved_copies.clear();
         Ok(self.into_plain())
     }
 
     /// Removes every adapter *without* unmerging: updates merged so far stay folded into the
     /// weight, the rest are dropped. This is how a model-level `merge_and_unload` ends.
+    /// An active saved copy becomes the base weight (as PEFT's `merge_and_unload` keeps the
+    /// adapter's copy of a `modules_to_save` module); other copies are dropped.
     pub fn discard_adapters(&mut self) -> Vec<LoraAdapter> {
+        if let Some(copy) = self.active_copy() {
+            let weight = copy.weight.val().detach();
+            let bias = copy.bias.as_ref().map(|b| b.val().detach());
+            self.weight = Param::from_tensor(weight).set_require_grad(false);
+            self.bias = bias.map(|b| Param::from_tensor(b).set_require_grad(false));
+        }
+        self.saved_copies.clear();
         self.disabled = false;
         std::mem::take(&mut self.adapters)
     }
@@ -386,11 +499,20 @@ impl LoraLinear {
     }
 
     fn index_of(&self, name: &str) -> Result<usize> {
-        self.position(name)
-            .ok_or_else(|| LoraError::UnknownAdapter {
-                name: name.to_string(),
-                known: self.adapter_names(),
-            })
+        self.position(name).ok_or_else(|| self.unknown(name))
+    }
+
+    fn unknown(&self, name: &str) -> LoraError {
+        let mut known = self.adapter_names();
+        for copy in self.saved_copy_names() {
+            if !known.contains(&copy) {
+                known.push(copy);
+            }
+        }
+        LoraError::UnknownAdapter {
+            name: name.to_string(),
+            known,
+        }
     }
 }
 
@@ -646,6 +768,28 @@ mod tests {
         let e = LoraLinear::from_weights(Tensor::zeros([4, 3], &device), Some(Tensor::zeros([4], &device)))
             .unwrap_err();
         assert!(e.to_string().contains("bias"), "{e}");
+    });
+
+    crate::backend_test!(fn a_saved_copy_replaces_the_base_while_its_adapter_is_active(device) {
+        let mut layer = random_layer(&device, 5, 3);
+        let x = random_input([2, 5], &device);
+        let base = layer.forward(x.clone());
+        let w = random_input([5, 3], &device);
+        let b = random_input([3], &device);
+        layer.insert_saved_copy("head", Some((w.clone(), Some(b.clone())))).unwrap();
+        let expected = x.clone().matmul(w) + b.unsqueeze();
+        assert!(max_abs_diff(layer.forward(x.clone()), expected.clone()) < 1e-6);
+        layer.set_disabled(true).unwrap();
+        assert_eq!(max_abs_diff(layer.forward(x.clone()), base.clone()), 0.0);
+        layer.set_disabled(false).unwrap();
+        layer.set_active("head", false).unwrap();
+        assert_eq!(max_abs_diff(layer.forward(x.clone()), base), 0.0);
+        layer.set_active_adapters(&["head"]).unwrap();
+        let e = layer.set_active_adapters(&["nope"]).unwrap_err();
+        assert!(e.to_string().contains("known adapters: [head]"), "{e}");
+        assert!(layer.insert_saved_copy("bad", Some((random_input([3, 5], &device), None))).is_err());
+        let plain = layer.merge_and_unload().unwrap();
+        assert!(max_abs_diff(plain.forward(x), expected) < 1e-6);
     });
 
     crate::backend_test!(fn training_one_adapter_leaves_the_other_frozen(device) {

@@ -12,7 +12,11 @@ use crate::inject::Adaptable;
 pub fn adapter_names<M: Adaptable>(model: &mut M) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for (_, linear) in model.linears_mut() {
-        for name in linear.adapter_names() {
+        for name in linear
+            .adapter_names()
+            .into_iter()
+            .chain(linear.saved_copy_names())
+        {
             if !names.contains(&name) {
                 names.push(name);
             }
@@ -36,7 +40,8 @@ pub fn set_active_adapters<M: Adaptable>(model: &mut M, names: &[&str]) -> Resul
         return Err(unknown(model, missing).into());
     }
     for (_, linear) in model.linears_mut() {
-        let held = linear.adapter_names();
+        let mut held = linear.adapter_names();
+        held.extend(linear.saved_copy_names());
         let here: Vec<&str> = names
             .iter()
             .copied()
@@ -75,6 +80,7 @@ pub fn delete_adapter<M: Adaptable>(model: &mut M, name: &str) -> Result<()> {
             linear.delete_adapter(name)?;
             found = true;
         }
+        found |= linear.delete_saved_copy(name);
     }
     if !found {
         return Err(unknown(model, name).into());
@@ -143,6 +149,7 @@ pub fn unload<M: Adaptable>(model: &mut M) -> Result<()> {
         for name in linear.adapter_names() {
             linear.delete_adapter(&name)?;
         }
+        linear.saved_copies.clear();
     }
     Ok(())
 }

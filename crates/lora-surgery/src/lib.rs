@@ -22,5 +22,7 @@ pub use inject::{Adaptable, InjectionReport, PlannedModule, inject, join_path, p
 pub use lora_core::LoraLinear;
 /// `#[derive(Adaptable)]`: see the `lora-derive` crate.
 pub use lora_derive::Adaptable;
-pub use peft::{LoadedAdapter, PeftConfig, load_adapter, save_adapter, write_atomic};
+pub use peft::{
+    LoadedAdapter, PeftConfig, load_adapter, load_seq_cls_adapter, save_adapter, write_atomic,
+};
 pub use target::{LayerIndices, ModulePattern, TargetMatcher, TargetSpec};

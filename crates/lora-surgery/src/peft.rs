@@ -360,6 +360,7 @@ pub fn load_adapter<M: Adaptable>(model: &mut M, dir: &Path, name: &str) -> Resu
         };
         linear.insert_adapter(LoraAdapter::from_factors(name, lora, a, b)?)?;
     }
+    install_saved_copies(model, &config, &saved_modules, name, &weights_path)?;
     Ok(LoadedAdapter {
         config,
         report,
@@ -367,14 +368,124 @@ pub fn load_adapter<M: Adaptable>(model: &mut M, dir: &Path, name: &str) -> Resu
     })
 }
 
+/// Whether `module` is one of `modules_to_save` (equal, or a dotted suffix, as PEFT matches).
+fn is_saved_module(config: &PeftConfig, module: &str) -> bool {
+    config
+        .modules_to_save
+        .iter()
+        .any(|m| module == m || module.ends_with(&format!(".{m}")))
+}
+
+/// Gives every `modules_to_save` linear of the model its copy from the file.
+fn install_saved_copies<M: Adaptable>(
+    model: &mut M,
+    config: &PeftConfig,
+    saved: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    name: &str,
+    path: &Path,
+) -> Result<()> {
+    for (module, linear) in model.linears_mut() {
+        if !is_saved_module(config, &module) {
+            continue;
+        }
+        let (d_in, d_out) = (linear.in_features(), linear.out_features());
+        let weight_key = format!("{module}.weight");
+        let (shape, weight) = saved
+            .get(&weight_key)
+            .ok_or_else(|| SurgeryError::Mismatch {
+                path: path.to_path_buf(),
+                reason: format!("modules_to_save lists '{module}', but '{weight_key}' is missing"),
+            })?;
+        if shape != &[d_out, d_in] {
+            return Err(SurgeryError::Mismatch {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "'{weight_key}' is {shape:?}, the model's layer is [{d_out}, {d_in}]"
+                ),
+            });
+        }
+        let device = linear.device();
+        let weight =
+            Tensor::<2>::from_data(TensorData::new(weight.clone(), [d_out, d_in]), &device)
+                .transpose();
+        let bias = saved
+            .get(&format!("{module}.bias"))
+            .map(|(_, b)| Tensor::<1>::from_data(TensorData::new(b.clone(), [d_out]), &device));
+        linear.insert_saved_copy(name, Some((weight, bias)))?;
+    }
+    Ok(())
+}
+
+/// Applies a `SEQ_CLS` adapter to a bare encoder (such as MiniLM's `BertModel`): the adapter's
+/// saved `classifier` supplies the head and the number of labels. A bare encoder has no head of
+/// its own, so the adapter's head is also the base head (what the model uses with adapters
+/// disabled).
+pub fn load_seq_cls_adapter(
+    bert: lora_models::BertModel,
+    dir: &Path,
+    name: &str,
+) -> Result<(lora_models::BertForSequenceClassification, LoadedAdapter)> {
+    let weights_path = dir.join("adapter_model.safetensors");
+    let bytes = std::fs::read(&weights_path).map_err(|e| SurgeryError::Io {
+        action: "reading",
+        path: weights_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| SurgeryError::Io {
+        action: "parsing",
+        path: weights_path.clone(),
+        reason: e.to_string(),
+    })?;
+    let find = |suffix: &str| {
+        file.names()
+            .into_iter()
+            .find(|k| normalise_key(k) == suffix)
+            .and_then(|k| file.tensor(k).ok())
+    };
+    let (Some(weight), Some(bias)) = (find("classifier.weight"), find("classifier.bias")) else {
+        return Err(SurgeryError::Mismatch {
+            path: weights_path,
+            reason: "a SEQ_CLS adapter for a bare encoder must save the classifier \
+                     (modules_to_save: [\"classifier\"])"
+                .into(),
+        });
+    };
+    let shape = weight.shape().to_vec();
+    let (Some(w), Some(b)) = (read_f32(&weight), read_f32(&bias)) else {
+        return Err(SurgeryError::Mismatch {
+            path: weights_path,
+            reason: "classifier tensors must be F32".into(),
+        });
+    };
+    let device = bert.embeddings.word_embeddings.weight.device();
+    let [labels, hidden] = shape[..] else {
+        return Err(SurgeryError::Mismatch {
+            path: weights_path,
+            reason: format!("classifier.weight has shape {shape:?}, expected [labels, hidden]"),
+        });
+    };
+    let head = (
+        Tensor::<2>::from_data(TensorData::new(w, [labels, hidden]), &device),
+        Tensor::<1>::from_data(TensorData::new(b, [labels]), &device),
+    );
+    let mut model =
+        lora_models::BertForSequenceClassification::new(bert, labels, Some(head), &device)
+            .map_err(|e| SurgeryError::Mismatch {
+                path: weights_path.clone(),
+                reason: e.to_string(),
+            })?;
+    let loaded = load_adapter(&mut model, dir, name)?;
+    Ok((model, loaded))
+}
+
 /// Writes the adapter called `name` of `model` as a PEFT directory (`adapter_config.json`,
-/// `adapter_model.safetensors` with F32 tensors and `{"format": "pt"}` metadata), plus any
-/// `saved_modules` tensors. Each file is written to a temporary name and renamed into place.
+/// `adapter_model.safetensors` with F32 tensors and `{"format": "pt"}` metadata), including the
+/// adapter's saved copies of `modules_to_save` layers under their full module path. Each file is
+/// written to a temporary name and renamed into place.
 pub fn save_adapter<M: Adaptable>(
     model: &mut M,
     name: &str,
     config: &PeftConfig,
-    saved_modules: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     dir: &Path,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| SurgeryError::Io {
@@ -383,40 +494,53 @@ pub fn save_adapter<M: Adaptable>(
         reason: e.to_string(),
     })?;
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let f32_bytes = |data: TensorData| -> Vec<u8> {
+        data.try_to_vec::<f32>()
+            .expect("adapter tensors are f32")
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect()
+    };
     for (module, linear) in model.linears_mut() {
-        let Ok(adapter) = linear.adapter(name) else {
-            continue;
-        };
-        let to_bytes = |t: Tensor<2>| -> Vec<u8> {
-            t.into_data()
-                .try_to_vec::<f32>()
-                .expect("adapter factors are f32")
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect()
-        };
-        let a = adapter.lora_a.val().transpose(); // [r, in]
-        let b = adapter.lora_b.val().transpose(); // [out, r]
-        tensors.push((
-            format!("{KEY_PREFIX}{module}.lora_A.weight"),
-            a.dims().to_vec(),
-            to_bytes(a),
-        ));
-        tensors.push((
-            format!("{KEY_PREFIX}{module}.lora_B.weight"),
-            b.dims().to_vec(),
-            to_bytes(b),
-        ));
+        if let Ok(adapter) = linear.adapter(name) {
+            let a = adapter.lora_a.val().transpose(); // [r, in]
+            let b = adapter.lora_b.val().transpose(); // [out, r]
+            let (a_dims, b_dims) = (a.dims().to_vec(), b.dims().to_vec());
+            tensors.push((
+                format!("{KEY_PREFIX}{module}.lora_A.weight"),
+                a_dims,
+                f32_bytes(a.into_data()),
+            ));
+            tensors.push((
+                format!("{KEY_PREFIX}{module}.lora_B.weight"),
+                b_dims,
+                f32_bytes(b.into_data()),
+            ));
+        }
+        if let Some(copy) = linear.saved_copies.iter().find(|c| c.name == name) {
+            let w = copy.weight.val().transpose(); // [out, in]
+            let w_dims = w.dims().to_vec();
+            tensors.push((
+                format!("{KEY_PREFIX}{module}.weight"),
+                w_dims,
+                f32_bytes(w.into_data()),
+            ));
+            if let Some(bias) = &copy.bias {
+                let b = bias.val();
+                let dims = b.dims().to_vec();
+                tensors.push((
+                    format!("{KEY_PREFIX}{module}.bias"),
+                    dims,
+                    f32_bytes(b.into_data()),
+                ));
+            }
+        }
     }
     if tensors.is_empty() {
         return Err(SurgeryError::Lora(lora_core::LoraError::UnknownAdapter {
             name: name.to_string(),
-            known: Vec::new(),
+            known: crate::adapters::adapter_names(model),
         }));
-    }
-    for (key, (shape, data)) in saved_modules {
-        let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        tensors.push((format!("{KEY_PREFIX}{key}"), shape.clone(), bytes));
     }
     let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
