@@ -166,3 +166,39 @@ lora_core::backend_test!(fn train_one_adapter_while_another_stays_frozen(device)
     assert!(q.weight.grad(&grads).is_none());
     assert_eq!(ParamCount::of(&model).trainable, 2 * 2 * 16);
 });
+
+/// A model on plain `burn::nn::Linear`, for the weight-path fallback.
+#[derive(Module, Debug)]
+struct PlainModel {
+    query: burn::nn::Linear,
+    value: burn::nn::Linear,
+    out: burn::nn::Linear,
+}
+
+lora_core::backend_test!(fn weight_path_fallback_on_plain_burn_linears(device) {
+    use burn::nn::LinearConfig;
+    let device = device.autodiff();
+    let model = PlainModel {
+        query: LinearConfig::new(6, 6).init(&device),
+        value: LinearConfig::new(6, 6).init(&device),
+        out: LinearConfig::new(6, 2).init(&device),
+    };
+    let x = Tensor::<2>::random([3, 6], Distribution::Uniform(-1.0, 1.0), &device);
+    let config = LoraConfig::new(2).with_alpha(4.0).with_init(LoraInit::Random);
+    let (adapted, names) =
+        lora_surgery::apply_weight_path_lora(model.clone(), &spec(&["query", "value"]), &config).unwrap();
+    assert_eq!(names, vec!["query".to_string(), "value".to_string()]);
+    assert!(adapted.out.weight.adapter().is_none());
+    // The effective weight is W + s·A·B with s = alpha / r = 2.
+    let lora = adapted.query.weight.adapter().unwrap();
+    let expected = model.query.weight.val() + lora.a.val().matmul(lora.b.val()).mul_scalar(2.0);
+    assert!(max_abs_diff(adapted.query.weight.val(), expected) < 1e-6);
+    // Only the factors train.
+    assert_eq!(ParamCount::of(&adapted).trainable, 2 * 2 * (6 + 6));
+    let grads = adapted.out.forward(adapted.query.forward(x)).sum().backward();
+    assert!(lora.a.grad(&grads).is_some());
+    assert!(adapted.out.weight.grad(&grads).is_none());
+    // Dropout is refused, with the reason.
+    let e = lora_surgery::apply_weight_path_lora(model, &spec(&["query"]), &config.with_dropout(0.1)).unwrap_err();
+    assert!(e.to_string().contains("cannot apply dropout"), "{e}");
+});

@@ -12,6 +12,7 @@ pub mod error;
 pub mod inject;
 pub mod peft;
 pub mod target;
+pub mod weight_path;
 
 pub use adapters::{
     adapter_names, delete_adapter, merge_adapters, merge_and_unload, set_active_adapters,
@@ -26,3 +27,4 @@ pub use peft::{
     LoadedAdapter, PeftConfig, load_adapter, load_seq_cls_adapter, save_adapter, write_atomic,
 };
 pub use target::{LayerIndices, ModulePattern, TargetMatcher, TargetSpec};
+pub use weight_path::{WeightPathLora, apply_weight_path_lora};
