@@ -71,8 +71,12 @@ struct PredictArgs {
     #[arg(long)]
     adapter: Option<PathBuf>,
     /// Merge the adapter into the weights before predicting.
-    #[arg(long, requires = "adapter")]
+    #[arg(long, requires = "adapter", conflicts_with = "disable_adapter")]
     merge: bool,
+    /// Load the adapter but run with it disabled (PEFT's `disable_adapter()`): the base model,
+    /// with the adapter's head for a bare encoder.
+    #[arg(long, requires = "adapter")]
+    disable_adapter: bool,
     /// An input text (repeat for several).
     #[arg(long, required = true)]
     text: Vec<String>,
@@ -235,10 +239,14 @@ fn predict(args: PredictArgs) -> Result<()> {
                     .encode(text.as_str(), false)
                     .map_err(|e| anyhow::anyhow!("tokenizing {text:?}: {e}"))?;
                 let mut cache = lora_models::KvCache::new();
-                let logits = model.forward_cached(
-                    lora_models::llama::ids_tensor(ids.get_ids(), &device),
-                    &mut cache,
-                )?;
+                let input = lora_models::llama::ids_tensor(ids.get_ids(), &device);
+                let logits = if args.disable_adapter {
+                    lora_surgery::with_adapters_disabled(model.as_mut(), |m| {
+                        m.forward_cached(input, &mut cache)
+                    })??
+                } else {
+                    model.forward_cached(input, &mut cache)?
+                };
                 let probs = to_vec(softmax(logits.clone(), 1))?;
                 let logits = to_vec(logits)?;
                 let mut order: Vec<usize> = (0..probs.len()).collect();
