@@ -202,3 +202,51 @@ lora_core::backend_test!(fn weight_path_fallback_on_plain_burn_linears(device) {
     let e = lora_surgery::apply_weight_path_lora(model, &spec(&["query"]), &config.with_dropout(0.1)).unwrap_err();
     assert!(e.to_string().contains("cannot apply dropout"), "{e}");
 });
+
+lora_core::backend_test!(fn bias_modes_train_save_and_load_biases(device) {
+    use lora_surgery::{BiasMode, PeftConfig};
+    let mut model = TinyModel::new(&device);
+    let mut s = spec(&["q"]);
+    s.bias = BiasMode::LoraOnly;
+    let config = random_config(2);
+    let report = lora_surgery::inject(&mut model, "default", &s, &config).unwrap();
+    // Adapters plus the biases of the two adapted `q` layers.
+    assert_eq!(ParamCount::of(&model).trainable, report.added_params + 2 * 8);
+    let selected = lora_surgery::selected_biases(&mut model, BiasMode::LoraOnly, &["layers.0.self_attn.q".into(), "layers.1.self_attn.q".into()]);
+    assert_eq!(selected, vec!["layers.0.self_attn.q.bias", "layers.1.self_attn.q.bias"]);
+
+    // A "trained" bias is saved with the adapter and restored on load.
+    let trained = Tensor::<1>::random([8], Distribution::Uniform(-1.0, 1.0), &device);
+    model.layers[0].attention.q.bias = Some(lora_core::burn::module::Param::from_tensor(trained.clone()));
+    let peft = PeftConfig { targets: s.clone(), lora: config, task_type: None, base_model: None, modules_to_save: Vec::new() };
+    let dir = tempfile::tempdir().unwrap();
+    lora_surgery::save_adapter(&mut model, "default", &peft, dir.path()).unwrap();
+    let back = PeftConfig::from_file(&dir.path().join("adapter_config.json")).unwrap();
+    assert_eq!(back.targets.bias, BiasMode::LoraOnly);
+    let mut fresh = model.clone();
+    lora_surgery::unload(&mut fresh).unwrap();
+    fresh.layers[0].attention.q.bias = Some(lora_core::burn::module::Param::from_tensor(Tensor::zeros([8], &device)));
+    lora_surgery::load_adapter(&mut fresh, dir.path(), "default").unwrap();
+    let loaded = fresh.layers[0].attention.q.bias.as_ref().unwrap().val();
+    assert_eq!(max_abs_diff(loaded, trained), 0.0);
+    let x = Tensor::<2>::random([2, 8], Distribution::Uniform(-1.0, 1.0), &device);
+    assert!(max_abs_diff(fresh.forward(x.clone()), model.forward(x)) < 1e-6);
+});
+
+#[test]
+fn bias_all_covers_bert_layer_norms_by_their_hugging_face_names() {
+    let device = lora_core::select_device(None).unwrap();
+    let (bert, _) = lora_models::load_bert(
+        &lora_models::ModelSource::path(lora_tests::asset("minilm")),
+        &device,
+    )
+    .unwrap();
+    let mut model =
+        lora_models::BertForSequenceClassification::new(bert, 2, None, &device).unwrap();
+    let all = lora_surgery::selected_biases(&mut model, lora_surgery::BiasMode::All, &[]);
+    // 6 layers × (6 linear biases + 2 LayerNorm biases) + embeddings LayerNorm + pooler + classifier.
+    assert_eq!(all.len(), 6 * 8 + 3);
+    assert!(all.contains(&"bert.encoder.layer.0.attention.output.LayerNorm.bias".to_string()));
+    assert!(all.contains(&"bert.embeddings.LayerNorm.bias".to_string()));
+    assert!(all.contains(&"classifier.bias".to_string()));
+}

@@ -100,6 +100,15 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
             }
         }
     });
+    let biases = specs.iter().filter(|s| !s.skip).map(|s| {
+        let ident = &s.ident;
+        let field_name = &s.name;
+        quote! {
+            for (path, bias) in ::lora_surgery::Adaptable::biases_mut(&mut self.#ident) {
+                out.push((::lora_surgery::join_path(#field_name, &path), bias));
+            }
+        }
+    });
     Ok(quote! {
         impl #impl_generics ::lora_surgery::Adaptable for #name #ty_generics #where_clause {
             fn linears_mut(&mut self) -> ::std::vec::Vec<(::std::string::String, &mut ::lora_surgery::LoraLinear)> {
@@ -112,6 +121,14 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
                 let mut heads = ::std::vec::Vec::new();
                 #(#heads)*
                 heads
+            }
+
+            fn biases_mut(
+                &mut self,
+            ) -> ::std::vec::Vec<(::std::string::String, &mut ::lora_surgery::BiasParam)> {
+                let mut out = ::std::vec::Vec::new();
+                #(#biases)*
+                out
             }
         }
     })

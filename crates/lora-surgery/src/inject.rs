@@ -1,10 +1,12 @@
 //! Injecting adapters into a model, and the dry-run report of what would be injected.
 
+use burn::module::Param;
+use burn::tensor::Tensor;
 use lora_core::{LoraConfig, LoraLinear};
 use lora_models::{BertForSequenceClassification, BertModel, LlamaForCausalLM};
 
 use crate::error::{Result, SurgeryError};
-use crate::target::{TargetMatcher, TargetSpec};
+use crate::target::{BiasMode, TargetMatcher, TargetSpec};
 
 /// A model whose linear layers can carry LoRA adapters: it lists every [`LoraLinear`] with
 /// its Hugging Face module name, the name PEFT's rules match against.
@@ -15,6 +17,48 @@ pub trait Adaptable {
     /// Module names of output heads, which `all-linear` leaves out.
     fn output_heads(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// Every bias parameter with its full name (`<module>.bias`), for PEFT's `bias` modes. The
+    /// default lists the biases of the linear layers; models with other biases (LayerNorm)
+    /// add theirs.
+    fn biases_mut(&mut self) -> Vec<(String, &mut Param<Tensor<1>>)> {
+        self.linears_mut()
+            .into_iter()
+            .filter_map(|(name, linear)| {
+                linear.bias.as_mut().map(|b| (join_path(&name, "bias"), b))
+            })
+            .collect()
+    }
+}
+
+/// The bias names a [`BiasMode`] selects, given the adapted module names.
+pub fn selected_biases<M: Adaptable>(
+    model: &mut M,
+    mode: BiasMode,
+    targeted: &[String],
+) -> Vec<String> {
+    model
+        .biases_mut()
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| match mode {
+            BiasMode::None => false,
+            BiasMode::All => true,
+            BiasMode::LoraOnly => name
+                .strip_suffix(".bias")
+                .is_some_and(|module| targeted.iter().any(|t| t == module)),
+        })
+        .collect()
+}
+
+/// Makes the biases that `mode` selects trainable (PEFT marks them `requires_grad`).
+pub fn set_biases_trainable<M: Adaptable>(model: &mut M, mode: BiasMode, targeted: &[String]) {
+    let selected = selected_biases(model, mode, targeted);
+    for (name, bias) in model.biases_mut() {
+        if selected.contains(&name) {
+            *bias = bias.clone().set_require_grad(true);
+        }
     }
 }
 
@@ -57,6 +101,17 @@ impl<T: Adaptable> Adaptable for Vec<T> {
             })
             .collect()
     }
+
+    fn biases_mut(&mut self) -> Vec<(String, &mut Param<Tensor<1>>)> {
+        self.iter_mut()
+            .enumerate()
+            .flat_map(|(i, item)| {
+                item.biases_mut()
+                    .into_iter()
+                    .map(move |(path, b)| (join_path(&i.to_string(), &path), b))
+            })
+            .collect()
+    }
 }
 
 impl<T: Adaptable> Adaptable for Option<T> {
@@ -80,6 +135,10 @@ impl<T: Adaptable> Adaptable for Box<T> {
 
     fn output_heads(&self) -> Vec<String> {
         (**self).output_heads()
+    }
+
+    fn biases_mut(&mut self) -> Vec<(String, &mut Param<Tensor<1>>)> {
+        (**self).biases_mut()
     }
 }
 
@@ -111,9 +170,62 @@ no_linears!(
     String,
 );
 
+/// Every bias of a BERT encoder (linear layers and LayerNorms) with its Hugging Face name.
+fn bert_biases(bert: &mut BertModel) -> Vec<(String, &mut Param<Tensor<1>>)> {
+    let mut out = Vec::new();
+    let BertModel {
+        embeddings,
+        layers,
+        pooler,
+        ..
+    } = bert;
+    if let Some(beta) = embeddings.layer_norm.beta.as_mut() {
+        out.push(("embeddings.LayerNorm.bias".to_string(), beta));
+    }
+    for (i, layer) in layers.iter_mut().enumerate() {
+        let lora_models::bert::BertLayer {
+            query,
+            key,
+            value,
+            attention_output,
+            attention_norm,
+            intermediate,
+            output,
+            output_norm,
+            ..
+        } = layer;
+        // In the order of the architecture's one name table.
+        let linears = [query, key, value, attention_output, intermediate, output];
+        for (name, linear) in lora_models::bert::BERT_LAYER_LINEARS
+            .into_iter()
+            .zip(linears)
+        {
+            if let Some(b) = linear.bias.as_mut() {
+                out.push((format!("encoder.layer.{i}.{name}.bias"), b));
+            }
+        }
+        for (name, norm) in [
+            ("attention.output.LayerNorm", attention_norm),
+            ("output.LayerNorm", output_norm),
+        ] {
+            if let Some(beta) = norm.beta.as_mut() {
+                out.push((format!("encoder.layer.{i}.{name}.bias"), beta));
+            }
+        }
+    }
+    if let Some(b) = pooler.as_mut().and_then(|p| p.bias.as_mut()) {
+        out.push(("pooler.dense.bias".to_string(), b));
+    }
+    out
+}
+
 impl Adaptable for BertModel {
     fn linears_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
         BertModel::linears_mut(self)
+    }
+
+    fn biases_mut(&mut self) -> Vec<(String, &mut Param<Tensor<1>>)> {
+        bert_biases(self)
     }
 }
 
@@ -131,6 +243,19 @@ impl Adaptable for BertForSequenceClassification {
 
     fn output_heads(&self) -> Vec<String> {
         vec!["classifier".to_string()]
+    }
+
+    fn biases_mut(&mut self) -> Vec<(String, &mut Param<Tensor<1>>)> {
+        let mut out: Vec<(String, &mut Param<Tensor<1>>)> = self
+            .bert
+            .biases_mut()
+            .into_iter()
+            .map(|(name, b)| (format!("bert.{name}"), b))
+            .collect();
+        if let Some(b) = self.classifier.bias.as_mut() {
+            out.push(("classifier.bias".to_string(), b));
+        }
+        out
     }
 }
 
@@ -278,6 +403,8 @@ pub fn inject<M: Adaptable>(
             linear.add_adapter(adapter, config)?;
         }
     }
+    let targeted: Vec<String> = report.targeted.iter().map(|p| p.name.clone()).collect();
+    set_biases_trainable(model, spec.bias, &targeted);
     tracing::info!(
         adapter,
         modules = report.targeted.len(),

@@ -19,12 +19,17 @@ pub use adapters::{
     set_adapter_trainable, unload, with_adapters_disabled,
 };
 pub use error::{Result, SurgeryError};
-pub use inject::{Adaptable, InjectionReport, PlannedModule, inject, join_path, plan};
+pub use inject::{
+    Adaptable, InjectionReport, PlannedModule, inject, join_path, plan, selected_biases,
+    set_biases_trainable,
+};
+/// A bias parameter, as [`Adaptable::biases_mut`] hands them out.
+pub type BiasParam = burn::module::Param<burn::tensor::Tensor<1>>;
 pub use lora_core::LoraLinear;
 /// `#[derive(Adaptable)]`: see the `lora-derive` crate.
 pub use lora_derive::Adaptable;
 pub use peft::{
     LoadedAdapter, PeftConfig, load_adapter, load_seq_cls_adapter, save_adapter, write_atomic,
 };
-pub use target::{LayerIndices, ModulePattern, TargetMatcher, TargetSpec};
+pub use target::{BiasMode, LayerIndices, ModulePattern, TargetMatcher, TargetSpec};
 pub use weight_path::{WeightPathLora, apply_weight_path_lora};

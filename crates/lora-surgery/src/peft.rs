@@ -17,8 +17,8 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde_json::{Map, Value, json};
 
 use crate::error::{Result, SurgeryError};
-use crate::inject::{Adaptable, InjectionReport, plan};
-use crate::target::{LayerIndices, ModulePattern, TargetSpec};
+use crate::inject::{Adaptable, InjectionReport, plan, selected_biases};
+use crate::target::{BiasMode, LayerIndices, ModulePattern, TargetSpec};
 
 /// The prefix PEFT puts before module paths in adapter files.
 pub const KEY_PREFIX: &str = "base_model.model.";
@@ -122,14 +122,16 @@ impl PeftConfig {
                 reason: "only \"LORA\" adapters are supported".into(),
             });
         }
-        let bias = get("bias").and_then(Value::as_str).unwrap_or("none");
-        if bias != "none" {
-            return Err(SurgeryError::UnsupportedField {
-                field: "bias".into(),
-                value: json!(bias).to_string(),
-                reason: "only \"none\" is supported when loading adapter files".into(),
-            });
-        }
+        let bias: BiasMode = match get("bias") {
+            None => BiasMode::None,
+            Some(v) => {
+                serde_json::from_value(v.clone()).map_err(|_| SurgeryError::UnsupportedField {
+                    field: "bias".into(),
+                    value: v.to_string(),
+                    reason: "supported: \"none\", \"all\", \"lora_only\"".into(),
+                })?
+            }
+        };
         let r = get("r")
             .and_then(Value::as_u64)
             .ok_or_else(|| bad("missing or invalid \"r\"".into()))? as usize;
@@ -179,6 +181,7 @@ impl PeftConfig {
                 .transpose()
                 .map_err(|e| bad(format!("alpha_pattern: {e}")))?
                 .unwrap_or_default(),
+            bias,
         };
         if targets.target_modules.is_none() {
             return Err(bad("no target_modules".into()));
@@ -209,7 +212,7 @@ impl PeftConfig {
         map.insert("lora_alpha".into(), json!(self.lora.alpha));
         map.insert("lora_dropout".into(), json!(self.lora.dropout));
         map.insert("target_modules".into(), json!(self.targets.target_modules));
-        map.insert("bias".into(), json!("none"));
+        map.insert("bias".into(), json!(self.targets.bias));
         map.insert("use_rslora".into(), json!(self.lora.use_rslora));
         map.insert("fan_in_fan_out".into(), json!(false));
         map.insert("inference_mode".into(), json!(true));
@@ -320,9 +323,11 @@ pub fn load_adapter<M: Adaptable>(model: &mut M, dir: &Path, name: &str) -> Resu
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let targeted: Vec<String> = report.targeted.iter().map(|p| p.name.clone()).collect();
+    let biases = selected_biases(model, config.targets.bias, &targeted);
     let unexpected: Vec<&String> = tensors
         .keys()
-        .filter(|k| !saved_modules.contains_key(*k))
+        .filter(|k| !saved_modules.contains_key(*k) && !biases.contains(*k))
         .filter(|k| {
             !report.targeted.iter().any(|p| {
                 **k == format!("{}.lora_A.weight", p.name)
@@ -361,6 +366,27 @@ pub fn load_adapter<M: Adaptable>(model: &mut M, dir: &Path, name: &str) -> Resu
         linear.insert_adapter(LoraAdapter::from_factors(name, lora, a, b)?)?;
     }
     install_saved_copies(model, &config, &saved_modules, name, &weights_path)?;
+    // Trained biases (bias "all" / "lora_only") replace the model's, as PEFT loads them.
+    for (bias_name, bias) in model.biases_mut() {
+        if !biases.contains(&bias_name) {
+            continue;
+        }
+        let Some((shape, data)) = tensors.get(&bias_name) else {
+            continue;
+        };
+        let dims = bias.dims();
+        if shape != &dims.to_vec() {
+            return Err(mismatch(format!(
+                "'{bias_name}' is {shape:?}, the model's is {dims:?}"
+            )));
+        }
+        let device = bias.device();
+        let value = Tensor::<1>::from_data(TensorData::new(data.clone(), dims), &device);
+        *bias = bias
+            .clone()
+            .map(|_| value)
+            .set_require_grad(config.targets.bias != BiasMode::None);
+    }
     Ok(LoadedAdapter {
         config,
         report,
@@ -536,6 +562,26 @@ pub fn save_adapter<M: Adaptable>(
             }
         }
     }
+    let targeted: Vec<String> = model
+        .linears_mut()
+        .into_iter()
+        .filter(|(_, l)| l.adapter(name).is_ok())
+        .map(|(n, _)| n)
+        .collect();
+    if !targeted.is_empty() {
+        let biases = selected_biases(model, config.targets.bias, &targeted);
+        for (bias_name, bias) in model.biases_mut() {
+            if biases.contains(&bias_name) {
+                let value = bias.val();
+                let dims = value.dims().to_vec();
+                tensors.push((
+                    format!("{KEY_PREFIX}{bias_name}"),
+                    dims,
+                    f32_bytes(value.into_data()),
+                ));
+            }
+        }
+    }
     if tensors.is_empty() {
         return Err(SurgeryError::Lora(lora_core::LoraError::UnknownAdapter {
             name: name.to_string(),
@@ -603,7 +649,7 @@ mod tests {
             (r#", "fan_in_fan_out": true"#, "fan_in_fan_out"),
             (r#", "layer_replication": [[0, 4]]"#, "layer_replication"),
             (r#", "future_field": 3"#, "future_field"),
-            (r#", "bias": "all""#, "bias"),
+            (r#", "bias": "some""#, "bias"),
             (r#", "init_lora_weights": "pissa""#, "init_lora_weights"),
         ] {
             let e = config(extra).unwrap_err();

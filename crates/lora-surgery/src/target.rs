@@ -73,6 +73,19 @@ impl LayerIndices {
     }
 }
 
+/// Which bias parameters train alongside the adapters (PEFT's `bias`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BiasMode {
+    /// No bias trains.
+    #[default]
+    None,
+    /// Every bias of the model trains (and is saved with the adapter).
+    All,
+    /// The biases of the adapted layers train (and are saved with the adapter).
+    LoraOnly,
+}
+
 /// The targeting part of a LoRA config, with PEFT's field names.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TargetSpec {
@@ -93,6 +106,9 @@ pub struct TargetSpec {
     /// Per-module alpha overrides.
     #[serde(default)]
     pub alpha_pattern: BTreeMap<String, f64>,
+    /// Which biases train with the adapters.
+    #[serde(default)]
+    pub bias: BiasMode,
 }
 
 /// A compiled [`TargetSpec`], ready to match module names.
