@@ -13,7 +13,7 @@ use lora_core::{BottleneckAdapter, LoraLinear};
 use serde::Deserialize;
 
 use crate::activation::Activation;
-use crate::error::{ModelError, Result, io_error};
+use crate::error::{ModelError, Result, read_json_config};
 use crate::weights::{WeightSource, load_embedding, load_layer_norm, load_linear};
 
 /// The fields of a Hugging Face BERT `config.json` that the architecture needs.
@@ -80,16 +80,7 @@ fn default_position_type() -> String {
 impl BertConfig {
     /// Reads and validates a `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(io_error(path))?;
-        Self::from_json(path, &text)
-    }
-
-    /// Parses and validates config JSON (`path` is only used in messages).
-    pub fn from_json(path: &Path, json: &str) -> Result<Self> {
-        let config: BertConfig = serde_json::from_str(json).map_err(|e| ModelError::Config {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let config: BertConfig = read_json_config(path)?;
         config.validate(path)?;
         Ok(config)
     }

@@ -116,3 +116,14 @@ pub(crate) fn io_error(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) 
     let path = path.into();
     move |source| ModelError::Io { path, source }
 }
+
+/// Reads a JSON config file into `T`; unreadable files and malformed JSON name the file.
+pub(crate) fn read_json_config<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Config {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}

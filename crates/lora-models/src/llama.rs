@@ -13,7 +13,7 @@ use lora_core::LoraLinear;
 use serde::Deserialize;
 
 use crate::activation::Activation;
-use crate::error::{ModelError, Result, io_error};
+use crate::error::{ModelError, Result, read_json_config};
 use crate::gguf::{GgufFile, GgufValue};
 use crate::weights::{HostTensor, WeightSource, frozen, load_embedding, load_linear, load_tensor};
 
@@ -88,11 +88,7 @@ fn default_llama_act() -> String {
 impl LlamaConfig {
     /// Reads and validates a `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(io_error(path))?;
-        let config: LlamaConfig = serde_json::from_str(&text).map_err(|e| ModelError::Config {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let config: LlamaConfig = read_json_config(path)?;
         config.validate(path)?;
         Ok(config)
     }

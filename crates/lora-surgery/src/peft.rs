@@ -20,6 +20,9 @@ use crate::error::{Result, SurgeryError};
 use crate::inject::{Adaptable, InjectionReport, plan, selected_biases};
 use crate::target::{BiasMode, LayerIndices, ModulePattern, TargetSpec};
 
+/// Host tensors by name: shape and `f32` data in PyTorch's layout.
+pub type HostTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// The prefix PEFT puts before module paths in adapter files.
 pub const KEY_PREFIX: &str = "base_model.model.";
 
@@ -252,7 +255,7 @@ pub struct LoadedAdapter {
     /// Where each adapter went, with its resolved r, alpha and scaling.
     pub report: InjectionReport,
     /// `modules_to_save` tensors by parameter path (e.g. `classifier.weight`), PyTorch layout.
-    pub saved_modules: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    pub saved_modules: HostTensors,
 }
 
 fn read_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
@@ -271,6 +274,34 @@ fn normalise_key(key: &str) -> String {
         .replace(".lora_B.default.", ".lora_B.")
 }
 
+/// Reads `adapter_model.safetensors` of an adapter directory: every tensor as `f32` under its
+/// normalised key (see [`normalise_key`]).
+fn read_adapter_tensors(dir: &Path) -> Result<(PathBuf, HostTensors)> {
+    let path = dir.join("adapter_model.safetensors");
+    let io = |action: &'static str| {
+        let path = path.clone();
+        move |reason: String| SurgeryError::Io {
+            action,
+            path,
+            reason,
+        }
+    };
+    let bytes = std::fs::read(&path).map_err(|e| io("reading")(e.to_string()))?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| io("parsing")(e.to_string()))?;
+    let mut tensors = BTreeMap::new();
+    for (key, view) in file.tensors() {
+        let data = read_f32(&view).ok_or_else(|| SurgeryError::Mismatch {
+            path: path.clone(),
+            reason: format!(
+                "tensor '{key}' is {:?}; adapter tensors must be F32",
+                view.dtype()
+            ),
+        })?;
+        tensors.insert(normalise_key(&key), (view.shape().to_vec(), data));
+    }
+    Ok((path, tensors))
+}
+
 /// Loads a PEFT LoRA adapter directory onto `model` as the adapter called `name`.
 ///
 /// Every module the config targets must have both factors in the file with the config's
@@ -278,31 +309,23 @@ fn normalise_key(key: &str) -> String {
 /// The error names the first missing and unexpected keys, or the shape mismatch.
 pub fn load_adapter<M: Adaptable>(model: &mut M, dir: &Path, name: &str) -> Result<LoadedAdapter> {
     let config = PeftConfig::from_file(&dir.join("adapter_config.json"))?;
-    let weights_path = dir.join("adapter_model.safetensors");
-    let bytes = std::fs::read(&weights_path).map_err(|e| SurgeryError::Io {
-        action: "reading",
-        path: weights_path.clone(),
-        reason: e.to_string(),
-    })?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| SurgeryError::Io {
-        action: "parsing",
-        path: weights_path.clone(),
-        reason: e.to_string(),
-    })?;
+    let (weights_path, tensors) = read_adapter_tensors(dir)?;
+    apply_adapter(model, config, &weights_path, tensors, name)
+}
+
+/// Puts already-read adapter tensors into `model` (the body of [`load_adapter`]).
+fn apply_adapter<M: Adaptable>(
+    model: &mut M,
+    config: PeftConfig,
+    weights_path: &Path,
+    tensors: HostTensors,
+    name: &str,
+) -> Result<LoadedAdapter> {
+    let weights_path = weights_path.to_path_buf();
     let mismatch = |reason: String| SurgeryError::Mismatch {
         path: weights_path.clone(),
         reason,
     };
-    let mut tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)> = BTreeMap::new();
-    for (key, view) in file.tensors() {
-        let data = read_f32(&view).ok_or_else(|| {
-            mismatch(format!(
-                "tensor '{key}' is {:?}; adapter tensors must be F32",
-                view.dtype()
-            ))
-        })?;
-        tensors.insert(normalise_key(&key), (view.shape().to_vec(), data));
-    }
     let report = plan(model, &config.targets, &config.lora)?;
     let mut missing = Vec::new();
     for planned in &report.targeted {
@@ -313,7 +336,7 @@ pub fn load_adapter<M: Adaptable>(model: &mut M, dir: &Path, name: &str) -> Resu
             }
         }
     }
-    let saved_modules: BTreeMap<String, (Vec<usize>, Vec<f32>)> = tensors
+    let saved_modules: HostTensors = tensors
         .iter()
         .filter(|(k, _)| {
             config
@@ -406,7 +429,7 @@ fn is_saved_module(config: &PeftConfig, module: &str) -> bool {
 fn install_saved_copies<M: Adaptable>(
     model: &mut M,
     config: &PeftConfig,
-    saved: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    saved: &HostTensors,
     name: &str,
     path: &Path,
 ) -> Result<()> {
@@ -451,24 +474,12 @@ pub fn load_seq_cls_adapter(
     dir: &Path,
     name: &str,
 ) -> Result<(lora_models::BertForSequenceClassification, LoadedAdapter)> {
-    let weights_path = dir.join("adapter_model.safetensors");
-    let bytes = std::fs::read(&weights_path).map_err(|e| SurgeryError::Io {
-        action: "reading",
-        path: weights_path.clone(),
-        reason: e.to_string(),
-    })?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| SurgeryError::Io {
-        action: "parsing",
-        path: weights_path.clone(),
-        reason: e.to_string(),
-    })?;
-    let find = |suffix: &str| {
-        file.names()
-            .into_iter()
-            .find(|k| normalise_key(k) == suffix)
-            .and_then(|k| file.tensor(k).ok())
-    };
-    let (Some(weight), Some(bias)) = (find("classifier.weight"), find("classifier.bias")) else {
+    let config = PeftConfig::from_file(&dir.join("adapter_config.json"))?;
+    let (weights_path, tensors) = read_adapter_tensors(dir)?;
+    let (Some((shape, w)), Some((_, b))) = (
+        tensors.get("classifier.weight"),
+        tensors.get("classifier.bias"),
+    ) else {
         return Err(SurgeryError::Mismatch {
             path: weights_path,
             reason: "a SEQ_CLS adapter for a bare encoder must save the classifier \
@@ -476,13 +487,7 @@ pub fn load_seq_cls_adapter(
                 .into(),
         });
     };
-    let shape = weight.shape().to_vec();
-    let (Some(w), Some(b)) = (read_f32(&weight), read_f32(&bias)) else {
-        return Err(SurgeryError::Mismatch {
-            path: weights_path,
-            reason: "classifier tensors must be F32".into(),
-        });
-    };
+    let (shape, w, b) = (shape.clone(), w.clone(), b.clone());
     let device = bert.embeddings.word_embeddings.weight.device();
     let [labels, hidden] = shape[..] else {
         return Err(SurgeryError::Mismatch {
@@ -500,7 +505,7 @@ pub fn load_seq_cls_adapter(
                 path: weights_path.clone(),
                 reason: e.to_string(),
             })?;
-    let loaded = load_adapter(&mut model, dir, name)?;
+    let loaded = apply_adapter(&mut model, config, &weights_path, tensors, name)?;
     Ok((model, loaded))
 }
 
