@@ -32,6 +32,19 @@ pub fn asset(name: &str) -> PathBuf {
     }
 }
 
+/// The sentences of the BERT fixtures (`bert_minilm/inputs.json`).
+pub fn fixture_sentences() -> Vec<String> {
+    let path = fixtures_dir().join("bert_minilm/inputs.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let json: serde_json::Value = serde_json::from_str(&text).expect("inputs.json is JSON");
+    json["sentences"]
+        .as_array()
+        .expect("a sentences array")
+        .iter()
+        .map(|s| s.as_str().expect("sentences are strings").to_string())
+        .collect()
+}
+
 /// A tensor read from a fixture file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FixtureTensor {

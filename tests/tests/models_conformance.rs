@@ -5,19 +5,7 @@ use burn::tensor::Tensor;
 use lora_models::{
     BertInput, GenerationConfig, ModelSource, encode_batch, load_bert, load_llama, mean_pool,
 };
-use lora_tests::{argmax, asset, max_abs_diff, read_fixture};
-
-fn fixture_sentences() -> Vec<String> {
-    let path = lora_tests::fixtures_dir().join("bert_minilm/inputs.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    json["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
+use lora_tests::{argmax, asset, fixture_sentences, max_abs_diff, read_fixture};
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()

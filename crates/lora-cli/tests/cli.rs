@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output};
 
-use lora_tests::{asset, fixtures_dir, max_abs_diff, read_fixture};
+use lora_tests::{asset, fixture_sentences, fixtures_dir, max_abs_diff, read_fixture};
 
 fn lora(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lora"))
@@ -31,17 +31,6 @@ fn floats(v: &serde_json::Value) -> Vec<f32> {
         .collect()
 }
 
-fn sentences() -> Vec<String> {
-    let text = std::fs::read_to_string(fixtures_dir().join("bert_minilm/inputs.json")).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
-    json["sentences"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s.as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn predict_json_reproduces_peft_seq_cls_logits() {
     let minilm = asset("minilm");
@@ -59,7 +48,7 @@ fn predict_json_reproduces_peft_seq_cls_logits() {
         if merge {
             args.push("--merge");
         }
-        let texts = sentences();
+        let texts = fixture_sentences();
         for t in &texts {
             args.push("--text");
             args.push(t);
