@@ -245,24 +245,37 @@ impl<'a> GgufLlamaWeights<'a> {
     }
 
     fn gguf_name(hf: &str) -> Option<String> {
-        if let Some((gguf, _)) = GGUF_GLOBAL_NAMES.iter().find(|(_, h)| *h == hf) {
-            return Some(gguf.to_string());
-        }
-        let rest = hf.strip_prefix("model.layers.")?;
-        let (index, suffix) = rest.split_once('.')?;
-        let (gguf, _) = GGUF_LAYER_NAMES.iter().find(|(_, h)| *h == suffix)?;
-        Some(format!("blk.{index}.{gguf}"))
+        translate(hf, "model.layers.", "blk.", |(gguf, hf)| (hf, gguf))
     }
 
     fn hf_name(gguf: &str) -> Option<String> {
-        if let Some((_, hf)) = GGUF_GLOBAL_NAMES.iter().find(|(g, _)| *g == gguf) {
-            return Some(hf.to_string());
-        }
-        let rest = gguf.strip_prefix("blk.")?;
-        let (index, suffix) = rest.split_once('.')?;
-        let (_, hf) = GGUF_LAYER_NAMES.iter().find(|(g, _)| *g == suffix)?;
-        Some(format!("model.layers.{index}.{hf}"))
+        translate(gguf, "blk.", "model.layers.", |pair| pair)
     }
+}
+
+/// Renames a tensor through the GGUF↔HF tables. `orient` turns a `(gguf, hf)` row into
+/// `(from, to)`; per-layer names swap `from_layers` for `to_layers` and keep the index.
+fn translate(
+    name: &str,
+    from_layers: &str,
+    to_layers: &str,
+    orient: fn((&'static str, &'static str)) -> (&'static str, &'static str),
+) -> Option<String> {
+    let lookup = |table: &[(&'static str, &'static str)], key: &str| {
+        table
+            .iter()
+            .map(|&row| orient(row))
+            .find(|(from, _)| *from == key)
+            .map(|(_, to)| to)
+    };
+    if let Some(to) = lookup(&GGUF_GLOBAL_NAMES, name) {
+        return Some(to.to_string());
+    }
+    let (index, suffix) = name.strip_prefix(from_layers)?.split_once('.')?;
+    Some(format!(
+        "{to_layers}{index}.{}",
+        lookup(&GGUF_LAYER_NAMES, suffix)?
+    ))
 }
 
 impl WeightSource for GgufLlamaWeights<'_> {

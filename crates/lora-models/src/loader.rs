@@ -61,7 +61,7 @@ impl ModelSource {
                 LlamaConfig::from_gguf(&file, path).map(|_| Architecture::Llama)
             }
             ModelSource::HfDir(dir) => {
-                let path = config_path(dir)?;
+                let path = required_file(dir, "config.json")?;
                 let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
                 let value: serde_json::Value =
                     serde_json::from_str(&text).map_err(|e| ModelError::Config {
@@ -83,7 +83,8 @@ impl ModelSource {
     }
 }
 
-fn config_path(dir: &Path) -> Result<PathBuf> {
+/// `dir/name`, which a Hugging Face model directory must contain.
+fn required_file(dir: &Path, name: &str) -> Result<PathBuf> {
     if !dir.is_dir() {
         return Err(ModelError::NotAModel {
             path: dir.to_path_buf(),
@@ -92,22 +93,11 @@ fn config_path(dir: &Path) -> Result<PathBuf> {
                 .into(),
         });
     }
-    let path = dir.join("config.json");
+    let path = dir.join(name);
     if !path.is_file() {
         return Err(ModelError::NotAModel {
             path: dir.to_path_buf(),
-            reason: "the directory has no config.json".into(),
-        });
-    }
-    Ok(path)
-}
-
-fn tokenizer_path(dir: &Path) -> Result<PathBuf> {
-    let path = dir.join("tokenizer.json");
-    if !path.is_file() {
-        return Err(ModelError::NotAModel {
-            path: dir.to_path_buf(),
-            reason: "the directory has no tokenizer.json".into(),
+            reason: format!("the directory has no {name}"),
         });
     }
     Ok(path)
@@ -121,8 +111,8 @@ pub fn load_bert(source: &ModelSource, device: &Device) -> Result<(BertModel, To
             reason: "BERT models load from a Hugging Face directory, not a GGUF file".into(),
         });
     };
-    let config = BertConfig::from_file(&config_path(dir)?)?;
-    let tokenizer = load_tokenizer_json(&tokenizer_path(dir)?)?;
+    let config = BertConfig::from_file(&required_file(dir, "config.json")?)?;
+    let tokenizer = load_tokenizer_json(&required_file(dir, "tokenizer.json")?)?;
     let weights = SafetensorsWeights::open_dir(dir)?;
     let model = BertModel::load(&config, &weights, device)?;
     tracing::info!(path = %dir.display(), layers = config.num_hidden_layers, "loaded BERT");
@@ -143,8 +133,8 @@ pub fn load_llama(source: &ModelSource, device: &Device) -> Result<(LlamaForCaus
             Ok((model, tokenizer))
         }
         ModelSource::HfDir(dir) => {
-            let config = LlamaConfig::from_file(&config_path(dir)?)?;
-            let tokenizer = load_tokenizer_json(&tokenizer_path(dir)?)?;
+            let config = LlamaConfig::from_file(&required_file(dir, "config.json")?)?;
+            let tokenizer = load_tokenizer_json(&required_file(dir, "tokenizer.json")?)?;
             let weights = SafetensorsWeights::open_dir(dir)?;
             let model = LlamaForCausalLM::load(&config, &weights, device)?;
             tracing::info!(path = %dir.display(), layers = config.num_hidden_layers, "loaded Llama");

@@ -51,7 +51,6 @@ fn weight_modules<M: Module>(module: &M) -> Vec<String> {
 pub struct WeightPathLora {
     matcher: TargetMatcher,
     config: LoraConfig,
-    adapted: Vec<String>,
 }
 
 impl Reparameterizer for WeightPathLora {
@@ -96,27 +95,12 @@ impl Reparameterizer for WeightPathLora {
             }
             _ => Tensor::<2>::zeros([r, d_out], &device),
         };
-        self.adapted.push(module.to_string());
         let adapter = LoraAdapter {
             a: Param::from_tensor(a),
             b: Param::from_tensor(b),
             scale: config.scaling(),
         };
         (base, Some(adapter))
-    }
-}
-
-/// Lets [`Module::apply_reparameterization`] borrow the reparameteriser, so the list of
-/// adapted layers can be read afterwards.
-impl Reparameterizer for &mut WeightPathLora {
-    type Reparam = LoraAdapter;
-
-    fn reparameterize<const D: usize>(
-        &mut self,
-        path: &str,
-        param: Param<Tensor<D>>,
-    ) -> (Param<Tensor<D>>, Option<LoraAdapter>) {
-        (**self).reparameterize(path, param)
     }
 }
 
@@ -140,17 +124,21 @@ pub fn apply_weight_path_lora<M: Module>(
     }
     let names = weight_modules(&module);
     let matcher = TargetMatcher::new(spec, &names)?;
-    if !names.iter().any(|n| matcher.is_target(n)) {
+    // The reparameteriser adapts exactly these, in the same traversal order.
+    let adapted: Vec<String> = names
+        .iter()
+        .filter(|n| matcher.is_target(n))
+        .cloned()
+        .collect();
+    if adapted.is_empty() {
         return Err(SurgeryError::NothingMatched {
             targets: matcher.describe(),
             available: names,
         });
     }
-    let mut reparameterizer = WeightPathLora {
+    let module = module.apply_reparameterization(WeightPathLora {
         matcher,
         config: *config,
-        adapted: Vec::new(),
-    };
-    let module = module.apply_reparameterization(&mut reparameterizer);
-    Ok((module, reparameterizer.adapted))
+    });
+    Ok((module, adapted))
 }
