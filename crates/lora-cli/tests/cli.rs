@@ -173,3 +173,252 @@ fn user_mistakes_are_clear_errors_with_a_failing_exit_code() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// A small labelled CSV of real movie-review snippets, with the user's own column and label
+/// names.
+fn write_movie_csv(dir: &std::path::Path, name: &str, n: usize, skip: usize) -> std::path::PathBuf {
+    let task = lora_data::BuiltinTask::MovieSentiment
+        .load_from(&asset("movie-sentiment"))
+        .unwrap();
+    let mut text = String::from("review,sentiment\n");
+    for e in task.train.iter().skip(skip).take(n) {
+        let label = if e.label == 1 { "pos" } else { "neg" };
+        text += &format!("\"{}\",{label}\n", e.text.replace('"', "\"\""));
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn train_on_a_csv_then_predict_with_the_trained_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = write_movie_csv(dir.path(), "train.csv", 64, 0);
+    let dev = write_movie_csv(dir.path(), "dev.csv", 32, 64);
+    let out = dir.path().join("run");
+    let common = [
+        "train",
+        "--model",
+        "minilm",
+        "--train",
+        train.to_str().unwrap(),
+        "--dev",
+        dev.to_str().unwrap(),
+        "--text-col",
+        "review",
+        "--label-col",
+        "sentiment",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--max-len",
+        "32",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let run = lora(&common);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let summary = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        summary.contains("method lora") && summary.contains("accuracy"),
+        "{summary}"
+    );
+    for file in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "metrics.json",
+        "summary.txt",
+        "labels.json",
+        "run.toml",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let dev_metrics = &metrics["epochs"][0]["dev"];
+    for key in ["accuracy", "precision", "recall", "f1", "loss"] {
+        assert!(dev_metrics[key].is_number(), "{key}: {dev_metrics}");
+    }
+    assert_eq!(
+        metrics["params"]["trainable"],
+        6 * 2 * 8 * 768 + 2 * 384 + 2
+    );
+
+    // The output directory is an adapter `predict` understands, with the user's label names.
+    let predicted = json_of(&lora(&[
+        "predict",
+        "--model",
+        "minilm",
+        "--adapter",
+        out.to_str().unwrap(),
+        "--text",
+        "A warm, funny and moving film.",
+        "--json",
+    ]));
+    let label = predicted["predictions"][0]["label"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(label == "neg" || label == "pos", "{label}");
+
+    // A second run into the same directory must not overwrite it.
+    let again = lora(&common);
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        err.contains("already holds a checkpoint") && err.contains("--resume"),
+        "{err}"
+    );
+}
+
+#[test]
+fn train_from_a_toml_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("head");
+    let config = dir.path().join("train.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "model = \"minilm\"\ndata = \"movie-sentiment\"\nmax_train = 32\nmax_dev = 16\nmax_len = 32\n\
+             out = \"{}\"\n\n[training]\nepochs = 1\nbatch_size = 8\nlr = 0.001\n\n\
+             [training.method]\nmethod = \"head\"\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    let run = lora(&["train", "--config", config.to_str().unwrap(), "--quiet"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["config"]["method"]["method"], "head");
+    assert_eq!(metrics["params"]["trainable"], 2 * 384 + 2);
+    assert_eq!(metrics["config"]["batch_size"], 8);
+}
+
+#[test]
+fn train_mistakes_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = write_movie_csv(dir.path(), "train.csv", 16, 0);
+    let bad_dev = dir.path().join("dev.csv");
+    std::fs::write(&bad_dev, "review,sentiment\nfine,pos\nodd,meh\n").unwrap();
+    let out = dir.path().join("out");
+    let (t, d, o) = (
+        train.to_str().unwrap(),
+        bad_dev.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "train",
+                "--model",
+                "minilm",
+                "--train",
+                t,
+                "--text-col",
+                "txt",
+                "--label-col",
+                "sentiment",
+                "--out",
+                o,
+            ],
+            "no column 'txt'; its columns are: review, sentiment",
+        ),
+        (
+            vec![
+                "train",
+                "--model",
+                "minilm",
+                "--train",
+                t,
+                "--dev",
+                d,
+                "--text-col",
+                "review",
+                "--label-col",
+                "sentiment",
+                "--out",
+                o,
+            ],
+            "line 3: label 'meh' is not one of the labels: neg, pos",
+        ),
+        (
+            vec![
+                "train",
+                "--model",
+                "minilm",
+                "--data",
+                "movie-sentiment",
+                "--r",
+                "0",
+                "--out",
+                o,
+            ],
+            "r = 0",
+        ),
+        (
+            vec![
+                "train",
+                "--model",
+                "minilm",
+                "--data",
+                "movie-sentiment",
+                "--method",
+                "prefix",
+                "--out",
+                o,
+            ],
+            "unknown method 'prefix'; choose one of lora, ft",
+        ),
+        (
+            vec!["train", "--model", "minilm", "--data", "imdb", "--out", o],
+            "unknown task 'imdb'",
+        ),
+        (
+            vec![
+                "train",
+                "--model",
+                "minilm",
+                "--data",
+                "movie-sentiment",
+                "--targets",
+                "q_proj",
+                "--out",
+                o,
+            ],
+            "no module matched target_modules",
+        ),
+        (
+            vec![
+                "train",
+                "--model",
+                "/no/such/dir",
+                "--data",
+                "movie-sentiment",
+                "--out",
+                o,
+            ],
+            "neither an existing path nor a known asset",
+        ),
+        (
+            vec!["train", "--model", "minilm", "--out", o, "--resume"],
+            "nothing to resume",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = lora(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}

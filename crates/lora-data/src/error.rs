@@ -68,6 +68,60 @@ pub enum DataError {
         /// What went wrong.
         reason: String,
     },
+    /// A built-in task name that does not exist.
+    #[error("unknown task '{name}'; built-in tasks: {}", known.join(", "))]
+    UnknownTask {
+        /// The requested name.
+        name: String,
+        /// The tasks that exist.
+        known: Vec<&'static str>,
+    },
+    /// A data file with no examples.
+    #[error("{path} holds no examples{detail}")]
+    EmptyData {
+        /// The file.
+        path: PathBuf,
+        /// More about why (e.g. every row was filtered out).
+        detail: String,
+    },
+    /// A column the caller named is not in the file.
+    #[error("{path} has no column '{column}'; its columns are: {}", available.join(", "))]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The requested column.
+        column: String,
+        /// The columns the file has.
+        available: Vec<String>,
+    },
+    /// A label outside the label vocabulary.
+    #[error("{path}, line {line}: label '{label}' is not one of the labels: {}", known.join(", "))]
+    UnknownLabel {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The label found.
+        label: String,
+        /// The labels that are allowed.
+        known: Vec<String>,
+    },
+    /// A row that cannot be parsed.
+    #[error("{path}, line {line}: {reason}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Tokenization failed.
+    #[error("tokenization failed: {0}")]
+    Tokenizer(String),
+    /// An argument that cannot work (a zero batch size, a split larger than the data, …).
+    #[error("{0}")]
+    InvalidArgument(String),
     /// A file system operation failed.
     #[error("{action} {path}: {source}")]
     Io {

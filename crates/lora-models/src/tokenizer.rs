@@ -10,6 +10,8 @@ use tokenizers::Tokenizer;
 use crate::error::{ModelError, Result};
 use crate::gguf::{GgufFile, GgufValue};
 
+pub use lora_data::batching::{EncodedBatch, encode_batch, set_max_len};
+
 /// Loads a `tokenizer.json`, turning off any padding and truncation it presets (MiniLM's pads
 /// to 128 and truncates at 128): callers pad per batch and truncate to their own `max_len`.
 pub fn load_tokenizer_json(path: &Path) -> Result<Tokenizer> {
@@ -123,76 +125,4 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
     spec.to_string()
         .parse::<Tokenizer>()
         .map_err(|e| err(e.to_string()))
-}
-
-/// A tokenized batch, right-padded to its longest sequence, row-major `[batch, seq]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EncodedBatch {
-    /// Token ids (padding positions hold the pad id).
-    pub input_ids: Vec<i64>,
-    /// 1 for tokens, 0 for padding.
-    pub attention_mask: Vec<i64>,
-    /// Segment ids (0 for padding).
-    pub token_type_ids: Vec<i64>,
-    /// Number of sequences.
-    pub batch: usize,
-    /// Length of the longest sequence.
-    pub seq: usize,
-}
-
-/// Makes `tokenizer` truncate every encoding to `max_len` tokens (special tokens included), or
-/// stop truncating with `None`.
-pub fn set_max_len(tokenizer: &mut Tokenizer, max_len: Option<usize>) -> Result<()> {
-    let params = max_len.map(|max_length| tokenizers::TruncationParams {
-        max_length,
-        ..Default::default()
-    });
-    tokenizer
-        .with_truncation(params)
-        .map(|_| ())
-        .map_err(|e| ModelError::Tokenizer {
-            context: format!("setting max_len {max_len:?}"),
-            reason: e.to_string(),
-        })
-}
-
-/// Encodes texts (or text pairs) with special tokens and pads them on the right with `pad_id`
-/// to the longest in the batch: dynamic padding, whatever the tokenizer file presets.
-pub fn encode_batch(
-    tokenizer: &Tokenizer,
-    texts: &[(&str, Option<&str>)],
-    pad_id: u32,
-) -> Result<EncodedBatch> {
-    let encodings = texts
-        .iter()
-        .map(|(a, b)| match b {
-            Some(b) => tokenizer.encode((*a, *b), true),
-            None => tokenizer.encode(*a, true),
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| ModelError::Tokenizer {
-            context: "encoding a batch".into(),
-            reason: e.to_string(),
-        })?;
-    let seq = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
-    let batch = encodings.len();
-    let mut out = EncodedBatch {
-        input_ids: Vec::with_capacity(batch * seq),
-        attention_mask: Vec::with_capacity(batch * seq),
-        token_type_ids: Vec::with_capacity(batch * seq),
-        batch,
-        seq,
-    };
-    for e in &encodings {
-        let pad = seq - e.len();
-        out.input_ids.extend(e.get_ids().iter().map(|&i| i as i64));
-        out.input_ids
-            .extend(std::iter::repeat_n(pad_id as i64, pad));
-        out.attention_mask.extend(std::iter::repeat_n(1, e.len()));
-        out.attention_mask.extend(std::iter::repeat_n(0, pad));
-        out.token_type_ids
-            .extend(e.get_type_ids().iter().map(|&i| i as i64));
-        out.token_type_ids.extend(std::iter::repeat_n(0, pad));
-    }
-    Ok(out)
 }

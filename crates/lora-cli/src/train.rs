@@ -1,0 +1,546 @@
+//! `lora train`: fine-tune a model from flags or a TOML config.
+//!
+//! Settings come from `--config FILE` (TOML), then from flags, which win. A run records its
+//! merged settings in `<out>/run.toml`, so `lora train --out DIR --resume` continues it with no
+//! other flag.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use lora_core::{LoraConfig, ParamCount};
+use lora_data::dataset::split_seeded;
+use lora_data::readers::{Columns, Table, TableFormat, read_text_lines};
+use lora_data::tasks::SPLIT_SEED;
+use lora_data::{AssetCache, BuiltinTask, Example, TaskSplits};
+use lora_models::Architecture;
+use lora_surgery::TargetSpec;
+use lora_train::{
+    CausalLmTask, ClassificationTask, LrSchedule, METHOD_NAMES, Method, OptimizerKind, TrainConfig,
+    TrainOutcome, Trainer, prepare_causal_lm, prepare_classifier,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{resolve_model, target_pattern};
+
+/// The file in the output directory that records a run's settings.
+pub const RUN_FILE: &str = "run.toml";
+/// The file in the output directory that names the classifier's labels.
+pub const LABELS_FILE: &str = "labels.json";
+
+#[derive(Args, Default)]
+pub struct TrainArgs {
+    /// A TOML file with any of these settings (flags override it); see docs/guide.md.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// A Hugging Face directory, a .gguf file, or an asset name (minilm, smollm2).
+    #[arg(long)]
+    model: Option<String>,
+    /// Backend: flex, ndarray, wgpu, cuda[:N] (default: BURN_DEVICE, else the first compiled).
+    #[arg(long)]
+    device: Option<String>,
+    /// A built-in task: movie-sentiment, bbc-news.
+    #[arg(long, conflicts_with = "train_file")]
+    data: Option<String>,
+    /// Training data: .tsv, .csv or .jsonl with a header / keys (a .txt corpus for a causal LM).
+    #[arg(long = "train")]
+    train_file: Option<PathBuf>,
+    /// Dev data in the same format (default: a seeded 10 % of --train).
+    #[arg(long = "dev")]
+    dev_file: Option<PathBuf>,
+    /// The text column (default: text).
+    #[arg(long)]
+    text_col: Option<String>,
+    /// The second-text column of a pair task.
+    #[arg(long)]
+    text_pair_col: Option<String>,
+    /// The label column (default: label).
+    #[arg(long)]
+    label_col: Option<String>,
+    /// Use at most this many training examples (documents for a causal LM).
+    #[arg(long)]
+    max_train: Option<usize>,
+    /// Use at most this many dev examples.
+    #[arg(long)]
+    max_dev: Option<usize>,
+    /// Method: lora, ft, adapter-h, adapter-l, bitfit, head.
+    #[arg(long)]
+    method: Option<String>,
+    /// LoRA rank.
+    #[arg(long)]
+    r: Option<usize>,
+    /// LoRA alpha (default: r).
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// LoRA dropout on the adapter input.
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// LoRA target_modules: a comma-separated list or all-linear (default: query,value for
+    /// BERT, q_proj,v_proj for Llama).
+    #[arg(long, conflicts_with = "targets_regex")]
+    targets: Option<String>,
+    /// LoRA target_modules as a full-match regular expression.
+    #[arg(long)]
+    targets_regex: Option<String>,
+    /// rsLoRA scaling alpha/sqrt(r).
+    #[arg(long)]
+    rslora: bool,
+    /// Bottleneck width of adapter-h / adapter-l (default 16).
+    #[arg(long)]
+    bottleneck: Option<usize>,
+    /// Passes over the training data.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Peak learning rate (default: 1e-3, or 5e-5 for ft; the LoRA paper used 1e-4).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Examples per batch.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Batches per optimizer step.
+    #[arg(long)]
+    grad_accum: Option<usize>,
+    /// Truncate inputs to this many tokens (for a causal LM: the block length).
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// Seed of initialisation, data order and dropout.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// adam or adamw.
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// Weight decay (L2 for adam, decoupled for adamw).
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Linear warm-up over this fraction of the steps, then linear decay (default: constant).
+    #[arg(long)]
+    warmup_ratio: Option<f64>,
+    /// Clip the global gradient norm (0 turns clipping off; default 1).
+    #[arg(long)]
+    max_grad_norm: Option<f64>,
+    /// Also evaluate every N steps.
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// Stop after N evaluations without improvement.
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Metric for the best checkpoint and early stopping (accuracy, f1, loss, perplexity, ...).
+    #[arg(long)]
+    metric: Option<String>,
+    /// Output directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the run whose checkpoint is in --out.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// Everything a run needs, as the TOML config and `run.toml` hold it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RunSpec {
+    model: Option<String>,
+    device: Option<String>,
+    data: Option<String>,
+    train: Option<PathBuf>,
+    dev: Option<PathBuf>,
+    text_col: Option<String>,
+    text_pair_col: Option<String>,
+    label_col: Option<String>,
+    max_train: Option<usize>,
+    max_dev: Option<usize>,
+    max_len: Option<usize>,
+    out: Option<PathBuf>,
+    training: Option<TrainConfig>,
+}
+
+fn read_toml(path: &Path) -> Result<RunSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))
+}
+
+impl TrainArgs {
+    /// The method from `--method` and the method flags, on top of `base`.
+    fn method(&self, base: Option<&Method>, arch: Architecture) -> Result<Method> {
+        let lora_flags = self.r.is_some()
+            || self.alpha.is_some()
+            || self.dropout.is_some()
+            || self.targets.is_some()
+            || self.targets_regex.is_some()
+            || self.rslora;
+        let name = match (&self.method, base) {
+            (Some(name), _) => name.as_str(),
+            (None, Some(base)) if !lora_flags && self.bottleneck.is_none() => {
+                return Ok(base.clone());
+            }
+            (None, Some(base)) => base.name(),
+            (None, None) => "lora",
+        };
+        let (base_lora, base_targets) = match base {
+            Some(Method::Lora { lora, targets }) => (Some(*lora), Some(targets.clone())),
+            _ => (None, None),
+        };
+        let base_bottleneck = match base {
+            Some(Method::AdapterH { bottleneck } | Method::AdapterL { bottleneck }) => {
+                Some(*bottleneck)
+            }
+            _ => None,
+        };
+        let bottleneck = self.bottleneck.or(base_bottleneck).unwrap_or(16);
+        if !matches!(name, "lora") && lora_flags {
+            bail!("--r, --alpha, --dropout, --targets and --rslora only apply to --method lora");
+        }
+        Ok(match name {
+            "lora" => {
+                let mut lora = base_lora.unwrap_or_else(|| LoraConfig::new(8));
+                if let Some(r) = self.r {
+                    lora.r = r;
+                    lora.alpha = r as f64;
+                }
+                if let Some(alpha) = self.alpha {
+                    lora.alpha = alpha;
+                }
+                if let Some(dropout) = self.dropout {
+                    lora.dropout = dropout;
+                }
+                if self.rslora {
+                    lora.use_rslora = true;
+                }
+                lora.validate()?;
+                let default_targets: &[&str] = match arch {
+                    Architecture::Bert => &["query", "value"],
+                    Architecture::Llama => &["q_proj", "v_proj"],
+                };
+                let mut targets = base_targets.unwrap_or_else(|| TargetSpec {
+                    target_modules: Some(lora_surgery::ModulePattern::list(default_targets)),
+                    ..Default::default()
+                });
+                if let Some(pattern) =
+                    target_pattern(self.targets.as_deref(), self.targets_regex.as_deref())
+                {
+                    targets.target_modules = Some(pattern);
+                }
+                Method::Lora { lora, targets }
+            }
+            "ft" => Method::FullFineTuning,
+            "adapter-h" => Method::AdapterH { bottleneck },
+            "adapter-l" => Method::AdapterL { bottleneck },
+            "bitfit" => Method::BitFit,
+            "head" => Method::HeadOnly,
+            other => bail!(
+                "unknown method '{other}'; choose one of {}",
+                METHOD_NAMES.join(", ")
+            ),
+        })
+    }
+
+    /// The training settings: `base`, then the flags.
+    fn training(
+        &self,
+        base: Option<TrainConfig>,
+        arch: Architecture,
+        quiet: bool,
+    ) -> Result<TrainConfig> {
+        let mut c = base.clone().unwrap_or_default();
+        c.method = self.method(base.as_ref().map(|b| &b.method), arch)?;
+        macro_rules! set {
+            ($flag:expr => $field:expr) => {
+                if let Some(v) = $flag.clone() {
+                    $field = v;
+                }
+            };
+        }
+        set!(self.epochs => c.epochs);
+        set!(self.batch_size => c.batch_size);
+        set!(self.grad_accum => c.grad_accum);
+        set!(self.seed => c.seed);
+        set!(self.weight_decay => c.optimizer.weight_decay);
+        if self.lr.is_some() {
+            c.lr = self.lr;
+        }
+        if let Some(kind) = &self.optimizer {
+            c.optimizer.kind = match kind.as_str() {
+                "adam" => OptimizerKind::Adam,
+                "adamw" => OptimizerKind::AdamW,
+                other => bail!("unknown optimizer '{other}'; choose adam or adamw"),
+            };
+        }
+        if let Some(warmup_ratio) = self.warmup_ratio {
+            if !(0.0..1.0).contains(&warmup_ratio) {
+                bail!("--warmup-ratio must be in [0, 1), got {warmup_ratio}");
+            }
+            c.schedule = LrSchedule::LinearWarmupDecay { warmup_ratio };
+        }
+        if let Some(norm) = self.max_grad_norm {
+            c.max_grad_norm = (norm > 0.0).then_some(norm);
+        }
+        if self.eval_every.is_some() {
+            c.eval_every_steps = self.eval_every;
+        }
+        if self.patience.is_some() {
+            c.early_stopping_patience = self.patience;
+        }
+        if self.metric.is_some() {
+            c.select_metric = self.metric.clone();
+        }
+        c.progress = !quiet;
+        Ok(c)
+    }
+}
+
+pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
+    // The base settings: the run being resumed, else the config file, else nothing.
+    let mut spec = match &args.config {
+        Some(path) => read_toml(path)?,
+        None => RunSpec::default(),
+    };
+    let out =
+        args.out.clone().or(spec.out.clone()).context(
+            "--out is required (the directory for the adapter, metrics and checkpoints)",
+        )?;
+    if args.resume {
+        let saved = out.join(RUN_FILE);
+        if !saved.is_file() {
+            bail!("nothing to resume: {} does not exist", saved.display());
+        }
+        spec = read_toml(&saved)?;
+    }
+    macro_rules! flag {
+        ($name:ident) => {
+            if args.$name.is_some() {
+                spec.$name = args.$name.clone();
+            }
+        };
+    }
+    flag!(model);
+    flag!(device);
+    flag!(data);
+    flag!(text_col);
+    flag!(text_pair_col);
+    flag!(label_col);
+    flag!(max_train);
+    flag!(max_dev);
+    flag!(max_len);
+    if args.train_file.is_some() {
+        spec.train = args.train_file.clone();
+        spec.data = None;
+    }
+    if args.dev_file.is_some() {
+        spec.dev = args.dev_file.clone();
+    }
+    if args.data.is_some() {
+        spec.train = None;
+        spec.dev = None;
+    }
+    spec.out = Some(out.clone());
+
+    let model_spec = spec
+        .model
+        .clone()
+        .context("--model is required: a Hugging Face directory, a .gguf file, or an asset name")?;
+    let source = resolve_model(&model_spec)?;
+    let arch = source.architecture()?;
+    let config = args.training(spec.training.clone(), arch, quiet)?;
+    spec.training = Some(config.clone());
+    let device = lora_core::select_device(spec.device.as_deref())?;
+    let train_device = device.clone().autodiff();
+
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let write_run_file = || -> Result<()> {
+        let text = toml::to_string_pretty(&spec).context("recording the run settings")?;
+        lora_surgery::write_atomic(&out.join(RUN_FILE), text.as_bytes())?;
+        Ok(())
+    };
+    let base_name = source.as_path().display().to_string();
+    match arch {
+        Architecture::Bert => {
+            let splits = classification_data(&spec)?;
+            let (bert, tokenizer) = lora_models::load_bert(&source, &train_device)?;
+            let pad_id = bert.config().pad_token_id as u32;
+            let max_len = spec.max_len.unwrap_or(128);
+            eprintln!(
+                "{}: {} train / {} dev examples, {} labels ({}), max_len {max_len}",
+                splits.name,
+                splits.train.len(),
+                splits.dev.len(),
+                splits.labels.len(),
+                splits.labels.names().join(", ")
+            );
+            let task = ClassificationTask::new(&tokenizer, &splits, max_len, pad_id)?;
+            let model = prepare_classifier(
+                bert,
+                task.num_labels(),
+                &config.method,
+                config.seed,
+                &train_device,
+            )?;
+            print_params(&config.method, &ParamCount::of(&model), quiet);
+            if !args.resume {
+                write_run_file()?;
+            }
+            let labels = serde_json::json!({ "labels": splits.labels.names() });
+            lora_surgery::write_atomic(&out.join(LABELS_FILE), labels.to_string().as_bytes())?;
+            let trainer = Trainer::new(&task, config, &out).with_base_model(base_name);
+            let outcome = run(&trainer, model, args.resume)?;
+            report(&outcome, quiet);
+        }
+        Architecture::Llama => {
+            let (train_docs, dev_docs) = lm_documents(&spec)?;
+            let (llama, tokenizer) = lora_models::load_llama(&source, &train_device)?;
+            let block = spec.max_len.unwrap_or(64);
+            let eos = llama.config().eos_ids().first().copied();
+            let task = CausalLmTask::new(&tokenizer, &train_docs, &dev_docs, block, eos)?;
+            eprintln!(
+                "{} training blocks of {block} tokens from {} documents ({} dev documents)",
+                task.train_blocks(),
+                train_docs.len(),
+                dev_docs.len()
+            );
+            let model = prepare_causal_lm(llama, &config.method, config.seed, &train_device)?;
+            print_params(&config.method, &ParamCount::of(&model), quiet);
+            if !args.resume {
+                write_run_file()?;
+            }
+            let trainer = Trainer::new(&task, config, &out).with_base_model(base_name);
+            let outcome = run(&trainer, model, args.resume)?;
+            report(&outcome, quiet);
+        }
+    }
+    Ok(())
+}
+
+fn run<T: lora_train::TrainTask>(
+    trainer: &Trainer<'_, T>,
+    model: T::Model,
+    resume: bool,
+) -> Result<TrainOutcome<T::Model>> {
+    let outcome = if resume {
+        trainer.resume(model)
+    } else {
+        trainer.fit(model)
+    };
+    outcome.map_err(|e| match e {
+        lora_train::TrainError::Config(m) if m.contains("already holds a checkpoint") => {
+            anyhow::anyhow!("{m} (pass --resume to continue it)")
+        }
+        other => other.into(),
+    })
+}
+
+fn print_params(method: &Method, params: &ParamCount, quiet: bool) {
+    if !quiet {
+        eprintln!(
+            "method {}: {} trainable of {} parameters ({:.3} %)",
+            method.name(),
+            params.trainable,
+            params.total,
+            params.trainable_percent()
+        );
+    }
+}
+
+fn report<M>(outcome: &TrainOutcome<M>, quiet: bool) {
+    if !quiet {
+        print!("{}", outcome.summary());
+    }
+}
+
+fn columns(spec: &RunSpec) -> Columns {
+    let default = Columns::default();
+    Columns {
+        text: spec.text_col.clone().unwrap_or(default.text),
+        text_pair: spec.text_pair_col.clone(),
+        label: spec.label_col.clone().unwrap_or(default.label),
+    }
+}
+
+/// The classification data: a built-in task, or training (and dev) files.
+fn classification_data(spec: &RunSpec) -> Result<TaskSplits> {
+    let splits = match (&spec.data, &spec.train) {
+        (Some(name), _) => BuiltinTask::from_name(name)?.load(&AssetCache::from_env())?,
+        (None, Some(train)) => {
+            let columns = columns(spec);
+            let format = TableFormat::from_path(train)?;
+            let (examples, labels) = Table::read(train, format)?.examples(&columns, None)?;
+            let (train_examples, dev) = match &spec.dev {
+                Some(dev) => {
+                    let format = TableFormat::from_path(dev)?;
+                    let (dev, _) = Table::read(dev, format)?.examples(&columns, Some(&labels))?;
+                    (examples, dev)
+                }
+                None => {
+                    let (train, dev, _) = split_seeded(examples, 0.1, 0.0, SPLIT_SEED)?;
+                    (train, dev)
+                }
+            };
+            TaskSplits {
+                name: train
+                    .file_name()
+                    .map_or_else(|| "data".into(), |n| n.to_string_lossy().into_owned()),
+                train: train_examples,
+                dev,
+                test: Vec::new(),
+                labels,
+            }
+        }
+        (None, None) => bail!(
+            "no data: pass --data with a built-in task ({}) or --train FILE",
+            lora_data::tasks::TASK_NAMES.join(", ")
+        ),
+    };
+    Ok(splits.truncate(spec.max_train, spec.max_dev, None))
+}
+
+/// Documents for causal-LM training: a built-in task's texts, a .txt corpus (one document per
+/// line) or a table's text column.
+fn lm_documents(spec: &RunSpec) -> Result<(Vec<String>, Vec<String>)> {
+    let texts = |examples: &[Example]| examples.iter().map(|e| e.text.clone()).collect::<Vec<_>>();
+    let read = |path: &Path| -> Result<Vec<String>> {
+        if path.extension().is_some_and(|e| e == "txt") {
+            return Ok(read_text_lines(path)?);
+        }
+        let table = Table::read(path, TableFormat::from_path(path)?)?;
+        let column = table.column(&columns(spec).text)?;
+        Ok(table
+            .rows
+            .iter()
+            .map(|(_, row)| row[column].clone())
+            .collect())
+    };
+    let (mut train, mut dev) = match (&spec.data, &spec.train) {
+        (Some(name), _) => {
+            let task = BuiltinTask::from_name(name)?.load(&AssetCache::from_env())?;
+            (texts(&task.train), texts(&task.dev))
+        }
+        (None, Some(path)) => {
+            let docs = read(path)?;
+            match &spec.dev {
+                Some(dev) => (docs, read(dev)?),
+                None => {
+                    // Reuse the seeded split on documents wrapped as unlabelled examples.
+                    let examples: Vec<Example> = docs
+                        .into_iter()
+                        .map(|text| Example {
+                            text,
+                            text_pair: None,
+                            label: 0,
+                        })
+                        .collect();
+                    let (train, dev, _) = split_seeded(examples, 0.1, 0.0, SPLIT_SEED)?;
+                    (texts(&train), texts(&dev))
+                }
+            }
+        }
+        (None, None) => bail!(
+            "no data: pass --data with a built-in task or --train FILE (.txt, one document per line)"
+        ),
+    };
+    if let Some(n) = spec.max_train {
+        train.truncate(n);
+    }
+    if let Some(n) = spec.max_dev {
+        dev.truncate(n);
+    }
+    Ok((train, dev))
+}

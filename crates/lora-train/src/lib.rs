@@ -1,0 +1,38 @@
+#![warn(missing_docs)]
+//! # lora-train
+//!
+//! One trainer for LoRA and every baseline the LoRA paper compares against: full fine-tuning,
+//! AdapterH, AdapterL, BitFit and head-only ([`Method`]), on sequence classification
+//! ([`ClassificationTask`]) and causal language modelling ([`CausalLmTask`]).
+//!
+//! - [`prepare_classifier`] / [`prepare_causal_lm`] put a method on a loaded model (inject
+//!   LoRA with the surgery crate, add bottleneck adapters, choose which parameters train).
+//! - [`Trainer`] runs Adam or AdamW ([`OptimizerConfig`], PyTorch's constants and update) with
+//!   a constant or warm-up + linear-decay schedule ([`LrSchedule`]), gradient clipping and
+//!   accumulation, evaluation every epoch (and every N steps), early stopping, the best
+//!   checkpoint, and resumable checkpoints ([`checkpoint`]); it stops with a clear error when the
+//!   loss becomes NaN or infinite.
+//! - [`metrics`] scores classifiers (accuracy, precision, recall, F1, MCC) and language models
+//!   (perplexity).
+//!
+//! See [`Trainer`] for a complete example.
+
+pub mod checkpoint;
+pub mod error;
+pub mod memory;
+pub mod method;
+pub mod metrics;
+pub mod optim;
+pub mod params;
+pub mod schedule;
+pub mod task;
+pub mod trainer;
+
+pub use checkpoint::{EvalRecord, TrainerState};
+pub use error::{Result, TrainError};
+pub use method::{ADAPTER_NAME, METHOD_NAMES, Method, prepare_causal_lm, prepare_classifier};
+pub use metrics::{ClassificationMetrics, ConfusionMatrix};
+pub use optim::{OptimizerConfig, OptimizerKind};
+pub use schedule::LrSchedule;
+pub use task::{CausalLmTask, ClassificationTask, EvalMetrics, TrainTask, evaluate_classifier};
+pub use trainer::{EpochRecord, StopReason, TrainConfig, TrainOutcome, Trainer};

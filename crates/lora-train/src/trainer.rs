@@ -1,0 +1,725 @@
+//! The training loop: one [`Trainer`] for every method and task.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use indicatif::{ProgressBar, ProgressStyle};
+use lora_core::ParamCount;
+use lora_data::SeededRng;
+use lora_data::batching::batch_order;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{
+    EvalRecord, OPTIMIZER_FILE, STATE_FILE, TRAINABLE_FILE, TrainerState, existing_dir,
+    read_safetensors, read_state, safetensors_bytes, write_dir_atomically, write_file,
+};
+use crate::error::{Result, TrainError};
+use crate::memory::{peak_rss_bytes, reset_peak_rss};
+use crate::method::{ADAPTER_NAME, Method};
+use crate::optim::{AccumulatedGrads, Optimizer, OptimizerConfig};
+use crate::params::{load_tensors, param_infos, trainable_tensors};
+use crate::schedule::LrSchedule;
+use crate::task::{BatchLoss, EvalMetrics, METRIC_NAMES, TrainTask};
+
+/// The settings of a training run. Every field has a default, so a TOML or JSON config needs
+/// only what it changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The fine-tuning method (default: LoRA r = 8 on `query` and `value`).
+    pub method: Method,
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step (the effective batch is `batch_size · grad_accum`).
+    pub grad_accum: usize,
+    /// Peak learning rate; `None` takes [`Method::default_lr`].
+    pub lr: Option<f64>,
+    /// Adam or AdamW and their constants.
+    pub optimizer: OptimizerConfig,
+    /// Constant, or linear warm-up and decay.
+    pub schedule: LrSchedule,
+    /// Clip the global gradient norm to this (`None`: no clipping).
+    pub max_grad_norm: Option<f64>,
+    /// Seed of the head and adapter initialisation, the data order and dropout.
+    pub seed: u64,
+    /// Group examples of similar length into batches (less padding).
+    pub bucket_by_length: bool,
+    /// Examples per batch when evaluating.
+    pub eval_batch_size: usize,
+    /// Also evaluate every this many optimizer steps (always at the end of each epoch).
+    pub eval_every_steps: Option<usize>,
+    /// Also checkpoint every this many optimizer steps (always at the end of each epoch).
+    pub checkpoint_every_steps: Option<usize>,
+    /// The metric that picks the best checkpoint and drives early stopping (default:
+    /// `accuracy` for classification, `perplexity` for language models).
+    pub select_metric: Option<String>,
+    /// Stop after this many evaluations without improvement.
+    pub early_stopping_patience: Option<usize>,
+    /// Stop (after checkpointing) once this many optimizer steps are done in total; a later
+    /// resume continues the same schedule, as if the run had been interrupted.
+    pub stop_after_steps: Option<usize>,
+    /// Draw a progress bar on the terminal.
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            method: Method::lora(8, &["query", "value"]),
+            epochs: 3,
+            batch_size: 16,
+            grad_accum: 1,
+            lr: None,
+            optimizer: OptimizerConfig::default(),
+            schedule: LrSchedule::Constant,
+            max_grad_norm: Some(1.0),
+            seed: 42,
+            bucket_by_length: true,
+            eval_batch_size: 64,
+            eval_every_steps: None,
+            checkpoint_every_steps: None,
+            select_metric: None,
+            early_stopping_patience: None,
+            stop_after_steps: None,
+            progress: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The defaults with this method.
+    pub fn new(method: Method) -> Self {
+        Self {
+            method,
+            ..Self::default()
+        }
+    }
+
+    /// The peak learning rate in use.
+    pub fn learning_rate(&self) -> f64 {
+        self.lr.unwrap_or_else(|| self.method.default_lr())
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |s: String| Err(TrainError::Config(s));
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 || self.grad_accum == 0 || self.eval_batch_size == 0 {
+            return bad("batch_size, grad_accum and eval_batch_size must be at least 1".into());
+        }
+        let lr = self.learning_rate();
+        if !(lr.is_finite() && lr > 0.0) {
+            return bad(format!(
+                "the learning rate must be positive and finite, got {lr}"
+            ));
+        }
+        if let Some(m) = &self.select_metric
+            && !METRIC_NAMES.contains(&m.as_str())
+        {
+            return bad(format!(
+                "unknown metric '{m}'; choose one of {}",
+                METRIC_NAMES.join(", ")
+            ));
+        }
+        if self.eval_every_steps == Some(0) || self.checkpoint_every_steps == Some(0) {
+            return bad("eval_every_steps and checkpoint_every_steps must be at least 1".into());
+        }
+        if matches!(self.max_grad_norm, Some(n) if n.is_nan() || n <= 0.0) {
+            return bad("max_grad_norm must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Which settings a resumed run must share with the run it continues.
+    fn resume_mismatch(&self, saved: &TrainConfig) -> Option<&'static str> {
+        [
+            ("method", self.method != saved.method),
+            ("seed", self.seed != saved.seed),
+            ("batch_size", self.batch_size != saved.batch_size),
+            ("grad_accum", self.grad_accum != saved.grad_accum),
+            (
+                "bucket_by_length",
+                self.bucket_by_length != saved.bucket_by_length,
+            ),
+            ("epochs", self.epochs != saved.epochs),
+            ("lr", self.learning_rate() != saved.learning_rate()),
+            ("schedule", self.schedule != saved.schedule),
+            ("optimizer", self.optimizer != saved.optimizer),
+        ]
+        .into_iter()
+        .find(|(_, differs)| *differs)
+        .map(|(name, _)| name)
+    }
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Optimizer steps taken by the end of the epoch.
+    pub global_step: usize,
+    /// Mean training loss per example.
+    pub train_loss: f64,
+    /// The learning rate of the epoch's last step.
+    pub lr: f64,
+    /// Dev metrics at the end of the epoch.
+    pub dev: EvalMetrics,
+    /// Seconds spent in training steps (forward, backward, update).
+    pub train_seconds: f64,
+    /// Seconds spent evaluating at the end of the epoch.
+    pub eval_seconds: f64,
+    /// Training throughput.
+    pub examples_per_second: f64,
+    /// Training throughput in real (non-padding) tokens.
+    pub tokens_per_second: f64,
+    /// Peak resident memory of the process during the epoch, in MiB.
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// Every epoch ran.
+    Completed,
+    /// The selection metric stopped improving.
+    EarlyStopped,
+    /// `stop_after_steps` was reached; resume to continue.
+    StepLimit,
+}
+
+/// The result of [`Trainer::fit`] or [`Trainer::resume`].
+#[derive(Debug)]
+pub struct TrainOutcome<M> {
+    /// The trained model (last step, not necessarily the best).
+    pub model: M,
+    /// History, evaluations and the best evaluation.
+    pub state: TrainerState,
+    /// Trainable and total parameters.
+    pub params: ParamCount,
+    /// Why the run ended.
+    pub stop: StopReason,
+    /// Where everything was written.
+    pub out_dir: PathBuf,
+}
+
+impl<M> TrainOutcome<M> {
+    /// A few lines a person reads at the end of a run.
+    pub fn summary(&self) -> String {
+        let c = &self.state.config;
+        let mut s = format!(
+            "method {} · lr {:e} · {} epoch(s) · batch {}×{} · seed {}\n\
+             trainable parameters {} of {} ({:.3} %)\n",
+            c.method.name(),
+            c.learning_rate(),
+            c.epochs,
+            c.batch_size,
+            c.grad_accum,
+            c.seed,
+            self.params.trainable,
+            self.params.total,
+            self.params.trainable_percent()
+        );
+        for e in &self.state.history {
+            s += &format!(
+                "epoch {}: train loss {:.4} · dev {} · {:.1} s ({:.1} ex/s, {:.0} tok/s){}\n",
+                e.epoch + 1,
+                e.train_loss,
+                describe(&e.dev),
+                e.train_seconds,
+                e.examples_per_second,
+                e.tokens_per_second,
+                e.peak_rss_mib
+                    .map(|m| format!(" · peak {m:.0} MiB"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(best) = &self.state.best {
+            s += &format!("best: step {} · {}\n", best.step, describe(&best.metrics));
+        }
+        s += &format!(
+            "stopped: {:?} · output in {}\n",
+            self.stop,
+            self.out_dir.display()
+        );
+        s
+    }
+}
+
+fn describe(m: &EvalMetrics) -> String {
+    match (&m.classification, m.perplexity) {
+        (Some(c), _) => format!(
+            "loss {:.4} accuracy {:.4} precision {:.4} recall {:.4} f1 {:.4}",
+            m.loss, c.accuracy, c.precision, c.recall, c.f1
+        ),
+        (None, Some(p)) => format!("loss {:.4} perplexity {p:.3}", m.loss),
+        (None, None) => format!("loss {:.4}", m.loss),
+    }
+}
+
+/// Runs a [`TrainTask`] with a [`TrainConfig`], writing checkpoints and results to a directory.
+///
+/// Layout of the output directory: the final trainable weights (`trainable.safetensors`, and
+/// for LoRA the PEFT adapter files), `metrics.json` (settings, parameter counts, per-epoch
+/// records, every evaluation, the best), `summary.txt`, `best/` (the weights of the best
+/// evaluation) and `checkpoint/` (the latest resumable state).
+///
+/// ```no_run
+/// use lora_data::{AssetCache, BuiltinTask};
+/// use lora_models::{ModelSource, load_bert};
+/// use lora_train::{ClassificationTask, Method, TrainConfig, Trainer, prepare_classifier};
+///
+/// let cache = AssetCache::from_env();
+/// let device = lora_core::select_device(None)?.autodiff();
+/// let (bert, tokenizer) = load_bert(&ModelSource::path(cache.fetch("minilm")?.main), &device)?;
+/// let data = BuiltinTask::MovieSentiment.load(&cache)?;
+/// let task = ClassificationTask::new(&tokenizer, &data, 64, 0)?;
+///
+/// let config = TrainConfig { epochs: 1, ..TrainConfig::new(Method::lora(8, &["query", "value"])) };
+/// let model = prepare_classifier(bert, task.num_labels(), &config.method, config.seed, &device)?;
+/// let outcome = Trainer::new(&task, config, "runs/lora-r8").fit(model)?;
+/// println!("{}", outcome.summary());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Trainer<'a, T: TrainTask> {
+    task: &'a T,
+    config: TrainConfig,
+    out: PathBuf,
+    base_model: Option<String>,
+}
+
+/// Name of the resumable checkpoint directory inside the output directory.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// Name of the best-weights directory inside the output directory.
+pub const BEST_DIR: &str = "best";
+/// Name of the results file inside the output directory.
+pub const METRICS_FILE: &str = "metrics.json";
+
+impl<'a, T: TrainTask> Trainer<'a, T> {
+    /// A trainer for `task` writing to `out`.
+    pub fn new(task: &'a T, config: TrainConfig, out: impl Into<PathBuf>) -> Self {
+        Self {
+            task,
+            config,
+            out: out.into(),
+            base_model: None,
+        }
+    }
+
+    /// Records the base model's name or path in saved PEFT adapters
+    /// (`base_model_name_or_path`).
+    pub fn with_base_model(mut self, name: impl Into<String>) -> Self {
+        self.base_model = Some(name.into());
+        self
+    }
+
+    fn checkpoint_dir(&self) -> PathBuf {
+        self.out.join(CHECKPOINT_DIR)
+    }
+
+    /// Trains a prepared model (see [`prepare_classifier`](crate::prepare_classifier)) from
+    /// the start. Refuses an output directory that already holds a checkpoint (resume it, or
+    /// choose another directory), so no earlier run is overwritten.
+    pub fn fit(&self, model: T::Model) -> Result<TrainOutcome<T::Model>> {
+        self.config.validate()?;
+        if let Some(dir) = existing_dir(&self.checkpoint_dir()) {
+            return Err(TrainError::Config(format!(
+                "{} already holds a checkpoint ({}); resume it, or choose another output directory",
+                self.out.display(),
+                dir.display()
+            )));
+        }
+        let optimizer = Optimizer::new(self.config.optimizer);
+        self.run(model, TrainerState::new(self.config.clone()), optimizer)
+    }
+
+    /// Continues the run whose checkpoint is in the output directory. `model` must be prepared
+    /// exactly as for [`fit`](Self::fit); its trainable weights, the optimizer moments and the
+    /// position in the data come from the checkpoint, so the run ends as if never interrupted.
+    ///
+    /// Dropout draws from the backend's RNG, which the trainer re-seeds before every step; that
+    /// RNG is global to the process, so the guarantee holds while one training runs at a time
+    /// in a process (two concurrent trainings interleave their draws).
+    pub fn resume(&self, model: T::Model) -> Result<TrainOutcome<T::Model>> {
+        self.config.validate()?;
+        let dir = existing_dir(&self.checkpoint_dir()).ok_or_else(|| {
+            TrainError::Config(format!(
+                "nothing to resume: {} has no checkpoint",
+                self.out.display()
+            ))
+        })?;
+        let mut state = read_state(&dir)?;
+        if let Some(field) = self.config.resume_mismatch(&state.config) {
+            return Err(TrainError::Config(format!(
+                "the checkpoint in {} was made with another '{field}'; resume with the same \
+                 settings, or start a new run in another directory",
+                dir.display()
+            )));
+        }
+        state.config = self.config.clone();
+        let weights_path = dir.join(TRAINABLE_FILE);
+        let weights = read_safetensors(&weights_path)?;
+        let missing: Vec<String> = param_infos(&model)
+            .into_iter()
+            .filter(|p| p.trainable && !weights.contains_key(&p.path))
+            .map(|p| p.path)
+            .collect();
+        if !missing.is_empty() {
+            return Err(TrainError::Checkpoint {
+                path: weights_path,
+                reason: format!(
+                    "it lacks trainable parameters of this model: {}",
+                    missing.join(", ")
+                ),
+            });
+        }
+        let model = load_tensors(model, &weights, &weights_path.to_string_lossy())?;
+        let mut optimizer = Optimizer::new(self.config.optimizer);
+        let device = crate::task::model_device(&model)?.inner();
+        let optimizer_path = dir.join(OPTIMIZER_FILE);
+        optimizer
+            .load_state(
+                &read_safetensors(&optimizer_path)?,
+                state.global_step,
+                &device,
+            )
+            .map_err(|reason| TrainError::Checkpoint {
+                path: optimizer_path,
+                reason,
+            })?;
+        tracing::info!(step = state.global_step, epoch = state.epoch, "resuming");
+        self.run(model, state, optimizer)
+    }
+
+    fn run(
+        &self,
+        mut model: T::Model,
+        mut state: TrainerState,
+        mut optimizer: Optimizer,
+    ) -> Result<TrainOutcome<T::Model>> {
+        let config = &self.config;
+        let params = ParamCount::of(&model);
+        if params.trainable == 0 {
+            return Err(TrainError::Config(
+                "the model has no trainable parameters".into(),
+            ));
+        }
+        let device = crate::task::model_device(&model)?;
+        let lengths = self.task.train_lengths();
+        let batches_per_epoch = lengths.len().div_ceil(config.batch_size);
+        let steps_per_epoch = batches_per_epoch.div_ceil(config.grad_accum);
+        let total_steps = steps_per_epoch * config.epochs;
+        let base_lr = config.learning_rate();
+        tracing::info!(
+            method = config.method.name(),
+            trainable = params.trainable,
+            total = params.total,
+            examples = lengths.len(),
+            steps = total_steps,
+            lr = base_lr,
+            "training"
+        );
+        let mut lr = base_lr;
+        while state.epoch < config.epochs && !state.early_stopped {
+            let epoch = state.epoch;
+            let _span = tracing::info_span!("epoch", epoch).entered();
+            let mut rng = SeededRng::new(SeededRng::derive(config.seed, epoch as u64));
+            let batches = batch_order(
+                &lengths,
+                config.batch_size,
+                Some(&mut rng),
+                config.bucket_by_length,
+            )?;
+            if state.batches_done == 0 {
+                reset_peak_rss();
+            }
+            let bar = self.progress_bar(
+                steps_per_epoch,
+                epoch,
+                state.batches_done / config.grad_accum,
+            );
+            let groups: Vec<&[Vec<usize>]> = batches.chunks(config.grad_accum).collect();
+            for group in groups
+                .into_iter()
+                .skip(state.batches_done / config.grad_accum)
+            {
+                let started = Instant::now();
+                // Dropout draws from the backend RNG: seeding it per step makes a resumed run
+                // draw the same masks as an uninterrupted one.
+                device.seed(SeededRng::derive(
+                    config.seed,
+                    (1 << 40) + state.global_step as u64,
+                ));
+                let group_examples: usize = group.iter().map(Vec::len).sum();
+                let mut grads = AccumulatedGrads::new();
+                let (mut loss_sum, mut tokens) = (0.0, 0);
+                for batch in group {
+                    let BatchLoss {
+                        loss,
+                        examples,
+                        tokens: t,
+                    } = self.task.loss(&model, batch)?;
+                    let value = loss.clone().into_scalar::<f32>() as f64;
+                    if !value.is_finite() {
+                        return Err(TrainError::NonFiniteLoss {
+                            loss: value,
+                            step: state.global_step,
+                            epoch,
+                            checkpoint: existing_dir(&self.checkpoint_dir()),
+                        });
+                    }
+                    let weight = examples as f64 / group_examples as f64;
+                    grads.add(&model, loss.mul_scalar(weight).backward());
+                    loss_sum += value * examples as f64;
+                    tokens += t;
+                }
+                if let Some(max_norm) = config.max_grad_norm {
+                    grads.clip_global_norm(max_norm);
+                }
+                lr = config
+                    .schedule
+                    .lr_at(base_lr, state.global_step, total_steps);
+                model = optimizer.step(model, lr, grads);
+                state.global_step += 1;
+                state.batches_done += group.len();
+                state.epoch_loss_sum += loss_sum;
+                state.step_losses.push(loss_sum / group_examples as f64);
+                state.epoch_examples += group_examples;
+                state.epoch_tokens += tokens;
+                state.epoch_seconds += started.elapsed().as_secs_f64();
+                bar.set_message(format!(
+                    "loss {:.4} · lr {lr:.1e} · {:.1} ex/s",
+                    loss_sum / group_examples as f64,
+                    state.epoch_examples as f64 / state.epoch_seconds.max(1e-9)
+                ));
+                bar.inc(1);
+                let step = state.global_step;
+                if config
+                    .eval_every_steps
+                    .is_some_and(|n| step.is_multiple_of(n))
+                {
+                    self.evaluate(&mut model, &mut state)?;
+                }
+                if config
+                    .checkpoint_every_steps
+                    .is_some_and(|n| step.is_multiple_of(n))
+                {
+                    self.save_checkpoint(&mut model, &state, &optimizer)?;
+                }
+                if config.stop_after_steps == Some(step) {
+                    bar.abandon();
+                    self.save_checkpoint(&mut model, &state, &optimizer)?;
+                    return self.finish(model, state, params, StopReason::StepLimit);
+                }
+                if state.early_stopped {
+                    break;
+                }
+            }
+            bar.finish_and_clear();
+            let eval_started = Instant::now();
+            let dev = self.evaluate(&mut model, &mut state)?;
+            let seconds = state.epoch_seconds.max(1e-9);
+            let record = EpochRecord {
+                epoch,
+                global_step: state.global_step,
+                train_loss: state.epoch_loss_sum / state.epoch_examples.max(1) as f64,
+                lr,
+                dev,
+                train_seconds: state.epoch_seconds,
+                eval_seconds: eval_started.elapsed().as_secs_f64(),
+                examples_per_second: state.epoch_examples as f64 / seconds,
+                tokens_per_second: state.epoch_tokens as f64 / seconds,
+                peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
+            };
+            tracing::info!(
+                epoch,
+                train_loss = record.train_loss,
+                dev = %describe(&record.dev),
+                seconds = record.train_seconds,
+                "epoch done"
+            );
+            state.history.push(record);
+            state.epoch += 1;
+            state.batches_done = 0;
+            state.epoch_loss_sum = 0.0;
+            state.epoch_examples = 0;
+            state.epoch_tokens = 0;
+            state.epoch_seconds = 0.0;
+            self.save_checkpoint(&mut model, &state, &optimizer)?;
+        }
+        let stop = if state.early_stopped {
+            StopReason::EarlyStopped
+        } else {
+            StopReason::Completed
+        };
+        self.finish(model, state, params, stop)
+    }
+
+    fn progress_bar(&self, len: usize, epoch: usize, position: usize) -> ProgressBar {
+        if !self.config.progress {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(len as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:28}] {pos}/{len} steps · {msg} · {elapsed_precise}<{eta_precise}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("epoch {}/{}", epoch + 1, self.config.epochs));
+        bar.set_position(position as u64);
+        bar
+    }
+
+    fn metric(&self) -> &str {
+        self.config
+            .select_metric
+            .as_deref()
+            .unwrap_or(self.task.default_metric())
+    }
+
+    /// Evaluates on the dev data, records it, keeps the best weights and updates early
+    /// stopping.
+    fn evaluate(&self, model: &mut T::Model, state: &mut TrainerState) -> Result<EvalMetrics> {
+        let _span = tracing::info_span!("evaluate", step = state.global_step).entered();
+        let metrics = self
+            .task
+            .evaluate(&model.valid(), self.config.eval_batch_size)?;
+        let metric = self.metric();
+        let value = metrics.get(metric).ok_or_else(|| {
+            TrainError::Config(format!("metric '{metric}' does not apply to this task"))
+        })?;
+        let record = EvalRecord {
+            epoch: state.epoch,
+            step: state.global_step,
+            metrics: metrics.clone(),
+        };
+        let better = match &state.best {
+            None => true,
+            Some(best) => {
+                let old = best.metrics.get(metric).unwrap_or(f64::NAN);
+                if EvalMetrics::higher_is_better(metric) {
+                    value > old
+                } else {
+                    value < old
+                }
+            }
+        };
+        if better {
+            self.write_best(model, &record)?;
+            state.best = Some(record.clone());
+            state.evals_since_best = 0;
+        } else {
+            state.evals_since_best += 1;
+            if self
+                .config
+                .early_stopping_patience
+                .is_some_and(|p| state.evals_since_best >= p)
+            {
+                tracing::info!(metric, evals = state.evals_since_best, "early stopping");
+                state.early_stopped = true;
+            }
+        }
+        state.evals.push(record);
+        Ok(metrics)
+    }
+
+    /// Writes the trainable weights (and, for LoRA, the PEFT adapter) into `dir`.
+    fn write_weights(&self, model: &mut T::Model, dir: &Path) -> Result<()> {
+        write_file(
+            dir,
+            TRAINABLE_FILE,
+            &safetensors_bytes(&trainable_tensors(model))?,
+        )?;
+        if let Some(peft) = self
+            .config
+            .method
+            .peft_config(self.task.peft_task_type(), self.base_model.clone())
+        {
+            lora_surgery::save_adapter(model, ADAPTER_NAME, &peft, dir)?;
+        }
+        Ok(())
+    }
+
+    fn write_best(&self, model: &mut T::Model, record: &EvalRecord) -> Result<()> {
+        write_dir_atomically(&self.out.join(BEST_DIR), |dir| {
+            self.write_weights(model, dir)?;
+            write_file(dir, METRICS_FILE, &to_json(record)?)
+        })
+    }
+
+    fn save_checkpoint(
+        &self,
+        model: &mut T::Model,
+        state: &TrainerState,
+        optimizer: &Optimizer,
+    ) -> Result<()> {
+        let (moments, _) = optimizer.state();
+        write_dir_atomically(&self.checkpoint_dir(), |dir| {
+            self.write_weights(model, dir)?;
+            write_file(dir, OPTIMIZER_FILE, &safetensors_bytes(&moments)?)?;
+            write_file(dir, STATE_FILE, &to_json(state)?)
+        })?;
+        tracing::debug!(step = state.global_step, "checkpoint written");
+        Ok(())
+    }
+
+    fn finish(
+        &self,
+        mut model: T::Model,
+        state: TrainerState,
+        params: ParamCount,
+        stop: StopReason,
+    ) -> Result<TrainOutcome<T::Model>> {
+        let outcome_state = state;
+        if stop != StopReason::StepLimit {
+            // The final weights, metrics and summary go straight into the output directory.
+            let staging = self.out.join(format!(".final.tmp-{}", std::process::id()));
+            write_dir_atomically(&staging, |dir| self.write_weights(&mut model, dir))?;
+            for entry in std::fs::read_dir(&staging).map_err(|e| TrainError::Checkpoint {
+                path: staging.clone(),
+                reason: e.to_string(),
+            })? {
+                let entry = entry.map_err(|e| TrainError::Checkpoint {
+                    path: staging.clone(),
+                    reason: e.to_string(),
+                })?;
+                let target = self.out.join(entry.file_name());
+                std::fs::rename(entry.path(), &target).map_err(|e| TrainError::Checkpoint {
+                    path: target,
+                    reason: e.to_string(),
+                })?;
+            }
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        let outcome = TrainOutcome {
+            model,
+            state: outcome_state,
+            params,
+            stop,
+            out_dir: self.out.clone(),
+        };
+        let metrics = serde_json::json!({
+            "config": outcome.state.config,
+            "params": outcome.params,
+            "trainable_percent": outcome.params.trainable_percent(),
+            "stop": outcome.stop,
+            "epochs": outcome.state.history,
+            "evals": outcome.state.evals,
+            "best": outcome.state.best,
+        });
+        lora_surgery::write_atomic(&self.out.join(METRICS_FILE), &to_json(&metrics)?)?;
+        lora_surgery::write_atomic(&self.out.join("summary.txt"), outcome.summary().as_bytes())?;
+        Ok(outcome)
+    }
+}
+
+fn to_json<S: Serialize>(value: &S) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value).map_err(|e| TrainError::Config(format!("serialising: {e}")))
+}
