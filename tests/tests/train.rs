@@ -314,3 +314,39 @@ fn lora_lowers_smollm2_perplexity_on_movie_reviews() {
         lora_surgery::PeftConfig::from_file(&dir.path().join("adapter_config.json")).unwrap();
     assert_eq!(adapter.task_type.as_deref(), Some("CAUSAL_LM"));
 }
+
+#[test]
+fn step_evaluations_keep_the_best_weights_and_stop_early() {
+    let _serial = serial();
+    let device = device();
+    let (bert, tokenizer) = minilm(&device);
+    let task = ClassificationTask::new(&tokenizer, &movie(96, 32), 32, 0).unwrap();
+    // A learning rate so small that the dev accuracy cannot change: the first evaluation is the
+    // best, and with patience 1 the second one ends the run.
+    let config = TrainConfig {
+        epochs: 3,
+        lr: Some(1e-12),
+        eval_every_steps: Some(2),
+        early_stopping_patience: Some(1),
+        select_metric: Some("accuracy".into()),
+        ..quiet(Method::HeadOnly)
+    };
+    let model = prepare_classifier(bert, 2, &config.method, config.seed, &device).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = Trainer::new(&task, config, dir.path()).fit(model).unwrap();
+    assert_eq!(outcome.stop, StopReason::EarlyStopped);
+    assert_eq!(outcome.state.global_step, 4);
+    let steps: Vec<usize> = outcome.state.evals.iter().map(|e| e.step).collect();
+    assert_eq!(
+        steps,
+        [2, 4, 4],
+        "two step evaluations, then the end-of-epoch one"
+    );
+    assert_eq!(outcome.state.best.as_ref().unwrap().step, 2);
+    let best: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("best/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(best["step"], 2);
+    assert!(dir.path().join("best/trainable.safetensors").is_file());
+}

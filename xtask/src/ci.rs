@@ -146,6 +146,46 @@ pub fn bench(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Runs `lora-eval`'s `lora-experiment` binary with `args`.
+///
+/// The binary is built by the test build (`cargo test --workspace --features flex,ndarray,wgpu
+/// --no-run`, which builds it for lora-eval's integration test), not by `cargo run`: `cargo run
+/// -p lora-eval` resolves features for lora-eval alone and without dev-dependencies, which
+/// changes Burn's feature set and recompiles it from scratch (15-20 minutes on 2 cores).
+pub fn experiment(args: &[String]) -> Result<()> {
+    let root = workspace_root()?;
+    step(
+        &root,
+        "build (the test build, shared with cargo xtask ci)",
+        &[
+            "test",
+            "--workspace",
+            "--features",
+            TEST_FEATURES,
+            "--no-run",
+            "--quiet",
+        ],
+        &[],
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let binary = target.join("debug").join("lora-experiment");
+    if !binary.is_file() {
+        bail!("{} was not built", binary.display());
+    }
+    eprintln!("xtask: {} {}", binary.display(), args.join(" "));
+    let status = Command::new(&binary)
+        .args(args)
+        .current_dir(&root)
+        .status()
+        .with_context(|| format!("running {}", binary.display()))?;
+    if !status.success() {
+        bail!("the experiment failed ({status})");
+    }
+    Ok(())
+}
+
 /// Fetches assets through lora-data's own code (the `fetch` example), so xtask stays free of
 /// heavy dependencies.
 pub fn fetch(args: &[String]) -> Result<()> {

@@ -2,7 +2,8 @@
 //!
 //! - `cargo xtask ci`: formatting, clippy, then the test suite on every backend this machine can
 //!   run, ending with a matrix of what ran, passed or was skipped, and why.
-//! - `cargo xtask experiment`: the paper's comparison (lands with the evaluation crate).
+//! - `cargo xtask experiment [--quick|--full] [...]`: the LoRA paper's tables on real data
+//!   (runs `lora-eval`'s `lora-experiment` binary; `--help` lists its options).
 //! - `cargo xtask bench`: criterion benchmarks.
 //! - `cargo xtask fetch [NAME...]`: the pinned real assets, ahead of time.
 
@@ -15,7 +16,9 @@ usage: cargo xtask <task> [options]
 
 tasks:
   ci           fmt --check, clippy -D warnings, tests on every backend this machine can run
-  experiment   the LoRA vs FT / AdapterH / AdapterL comparison and rank ablation
+  experiment [--quick|--full] [--device D] [--seeds 1,2] [--only TABLES] [--out DIR] [--config F]
+               the LoRA paper's tables on real data: methods compared, rank ablation,
+               latency, bbc-news; writes results/<preset>/report.md (about 20 min on 2 cores)
   bench        criterion benchmarks: the LoRA layer, and model forward throughput
   fetch [--cache DIR] [NAME...]
                fetch the pinned real assets (minilm, smollm2, movie-sentiment, bbc-news)
@@ -27,11 +30,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(&args[1..]),
         Some("bench") => ci::bench(&args[1..]),
         Some("fetch") => ci::fetch(&args[1..]),
-        Some("experiment") => Err(anyhow::anyhow!(
-            "`cargo xtask experiment` is not available yet: it needs the models, data, training \
-             and evaluation crates (issues 3-6). Until then, `cargo xtask ci` runs everything \
-             that exists."
-        )),
+        Some("experiment") => ci::experiment(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
