@@ -14,13 +14,28 @@ fn lora(args: &[&str]) -> Output {
         .expect("the lora binary runs")
 }
 
-fn json_of(out: &Output) -> serde_json::Value {
+/// Asserts that a run succeeded (showing its stderr otherwise) and returns its stdout.
+fn succeeded(out: &Output) -> String {
     assert!(
         out.status.success(),
         "lora failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("--json prints JSON")
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&succeeded(out)).expect("--json prints JSON")
+}
+
+/// Asserts that `lora ARGS` fails with a non-zero exit code and a message containing
+/// `expected`, without a panic.
+fn fails_with(args: &[&str], expected: &str) {
+    let out = lora(args);
+    assert!(!out.status.success(), "{args:?} should fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(expected), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f32> {
@@ -98,8 +113,7 @@ fn predict_json_reproduces_peft_causal_lm_logits() {
         "--top-k",
         "3",
     ]);
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = succeeded(&out);
     let first = text.lines().nth(1).unwrap_or_default();
     assert!(first.contains("\" Paris\""), "{text}");
 }
@@ -117,12 +131,7 @@ fn inspect_prints_the_dry_run_report() {
         "--alpha",
         "8",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = succeeded(&out);
     assert!(
         text.contains("BERT encoder: 6 layers, hidden 384"),
         "{text}"
@@ -166,11 +175,7 @@ fn user_mistakes_are_clear_errors_with_a_failing_exit_code() {
         ),
     ];
     for (args, expected) in cases {
-        let out = lora(args);
-        assert!(!out.status.success(), "{args:?} should fail");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(expected), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        fails_with(args, expected);
     }
 }
 
@@ -218,12 +223,7 @@ fn train_on_a_csv_then_predict_with_the_trained_adapter() {
         out.to_str().unwrap(),
     ];
     let run = lora(&common);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let summary = String::from_utf8_lossy(&run.stdout);
+    let summary = succeeded(&run);
     assert!(
         summary.contains("method lora") && summary.contains("accuracy"),
         "{summary}"
@@ -267,13 +267,8 @@ fn train_on_a_csv_then_predict_with_the_trained_adapter() {
     assert!(label == "neg" || label == "pos", "{label}");
 
     // A second run into the same directory must not overwrite it.
-    let again = lora(&common);
-    assert!(!again.status.success());
-    let err = String::from_utf8_lossy(&again.stderr);
-    assert!(
-        err.contains("already holds a checkpoint") && err.contains("--resume"),
-        "{err}"
-    );
+    fails_with(&common, "already holds a checkpoint");
+    fails_with(&common, "(pass --resume to continue it)");
 }
 
 #[test]
@@ -292,11 +287,7 @@ fn train_from_a_toml_config() {
     )
     .unwrap();
     let run = lora(&["train", "--config", config.to_str().unwrap(), "--quiet"]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    succeeded(&run);
     let metrics: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["config"]["method"]["method"], "head");
@@ -415,10 +406,6 @@ fn train_mistakes_are_clear_errors() {
         ),
     ];
     for (args, expected) in cases {
-        let out = lora(&args);
-        assert!(!out.status.success(), "{args:?} should fail");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(expected), "{args:?}: {err}");
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        fails_with(&args, expected);
     }
 }

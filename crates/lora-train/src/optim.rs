@@ -11,7 +11,7 @@ use burn::tensor::Gradients;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::params::{NamedTensors, PathTracker};
+use crate::params::{NamedTensors, PathTracker, track_paths};
 
 /// Which optimizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -178,13 +178,7 @@ struct StepMapper<'a> {
 }
 
 impl ModuleMapper for StepMapper<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.enter(name);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
+    track_paths!();
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let Some(grad) = self.grads.remove(&param.id) else {

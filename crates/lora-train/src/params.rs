@@ -34,6 +34,21 @@ impl PathTracker {
     }
 }
 
+/// Implements `enter_module` / `exit_module` of a visitor or mapper that keeps its position in
+/// a `path: PathTracker` field.
+macro_rules! track_paths {
+    () => {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.enter(name);
+        }
+
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.exit();
+        }
+    };
+}
+pub(crate) use track_paths;
+
 /// What [`param_infos`] reports for one float parameter.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamInfo {
@@ -53,13 +68,7 @@ struct InfoVisitor {
 }
 
 impl ModuleVisitor for InfoVisitor {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.enter(name);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
+    track_paths!();
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         self.out.push(ParamInfo {
@@ -87,13 +96,7 @@ struct TrainableSetter<'a> {
 }
 
 impl ModuleMapper for TrainableSetter<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.enter(name);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
+    track_paths!();
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let trainable = (self.select)(&self.path.path());
@@ -116,13 +119,7 @@ struct Exporter {
 }
 
 impl ModuleVisitor for Exporter {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.enter(name);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
+    track_paths!();
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         if param.is_require_grad() {
@@ -156,13 +153,7 @@ struct Importer<'a> {
 }
 
 impl ModuleMapper for Importer<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.enter(name);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
+    track_paths!();
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let path = self.path.path();
