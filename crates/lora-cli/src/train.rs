@@ -544,3 +544,35 @@ fn lm_documents(spec: &RunSpec) -> Result<(Vec<String>, Vec<String>)> {
     }
     Ok((train, dev))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The TOML example of the README parses into the settings it describes.
+    #[test]
+    fn the_readme_config_example_is_valid() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("```toml\n")
+            .expect("the README has a TOML example")
+            + 8;
+        let end = start + readme[start..].find("```").unwrap();
+        let spec: RunSpec = toml::from_str(&readme[start..end]).unwrap();
+        assert_eq!(spec.model.as_deref(), Some("minilm"));
+        let training = spec.training.unwrap();
+        assert_eq!(training.epochs, 3);
+        assert_eq!(
+            training.schedule,
+            LrSchedule::LinearWarmupDecay { warmup_ratio: 0.06 }
+        );
+        let Method::Lora { lora, targets } = training.method else {
+            panic!("the example trains LoRA");
+        };
+        assert_eq!((lora.r, lora.alpha, lora.dropout), (8, 16.0, 0.1));
+        assert_eq!(
+            targets.target_modules,
+            Some(lora_surgery::ModulePattern::list(&["query", "value"]))
+        );
+    }
+}
