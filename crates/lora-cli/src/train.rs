@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use lora_core::{LoraConfig, ParamCount};
 use lora_data::dataset::split_seeded;
-use lora_data::readers::{Columns, Table, TableFormat, read_text_lines};
+use lora_data::readers::{Columns, Table, TableFormat, read_examples, read_text_lines};
 use lora_data::tasks::SPLIT_SEED;
 use lora_data::{AssetCache, BuiltinTask, Example, TaskSplits};
 use lora_models::Architecture;
@@ -461,12 +461,10 @@ fn classification_data(spec: &RunSpec) -> Result<TaskSplits> {
         (Some(name), _) => BuiltinTask::from_name(name)?.load(&AssetCache::from_env())?,
         (None, Some(train)) => {
             let columns = columns(spec);
-            let format = TableFormat::from_path(train)?;
-            let (examples, labels) = Table::read(train, format)?.examples(&columns, None)?;
+            let (examples, labels) = read_examples(train, &columns, None)?;
             let (train_examples, dev) = match &spec.dev {
                 Some(dev) => {
-                    let format = TableFormat::from_path(dev)?;
-                    let (dev, _) = Table::read(dev, format)?.examples(&columns, Some(&labels))?;
+                    let (dev, _) = read_examples(dev, &columns, Some(&labels))?;
                     (examples, dev)
                 }
                 None => {
