@@ -129,3 +129,76 @@ pub fn argmax(v: &[f32]) -> usize {
     }
     best
 }
+
+/// Running the `lora` binary as a user does, and checking what it printed.
+pub mod cli {
+    use std::path::PathBuf;
+    use std::process::{Command, Output};
+
+    /// The `lora` binary of this build: beside the test executable's `deps/` directory.
+    pub fn lora_binary() -> PathBuf {
+        let exe = std::env::current_exe().expect("the test executable's path");
+        let dir = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("the test executable lives in target/<profile>/deps");
+        let binary = dir.join(format!("lora{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            binary.is_file(),
+            "the lora binary is not built at {}; run `cargo test --workspace` (which builds it \
+             for lora-cli's tests) or `cargo build --bin lora` with the same features first",
+            binary.display()
+        );
+        binary
+    }
+
+    /// Runs `lora ARGS` on the flex backend.
+    pub fn lora(args: &[&str]) -> Output {
+        Command::new(lora_binary())
+            .args(args)
+            .env("BURN_DEVICE", "flex")
+            .output()
+            .expect("the lora binary runs")
+    }
+
+    /// Asserts that a run succeeded (showing its stderr otherwise) and returns its stdout.
+    pub fn succeeded(out: &Output) -> String {
+        assert!(
+            out.status.success(),
+            "lora failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The JSON a successful `--json` run printed.
+    pub fn json_of(out: &Output) -> serde_json::Value {
+        serde_json::from_str(&succeeded(out)).expect("--json prints JSON")
+    }
+
+    /// Asserts that `lora ARGS` fails with exit code 1 and a message containing `expected`,
+    /// without a panic or a backtrace.
+    pub fn fails_with(args: &[&str], expected: &str) {
+        let out = lora(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?} should fail with exit code 1"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("stack backtrace"),
+            "{args:?}: {err}"
+        );
+    }
+
+    /// The numbers of a JSON array.
+    pub fn floats(v: &serde_json::Value) -> Vec<f32> {
+        v.as_array()
+            .expect("a JSON array")
+            .iter()
+            .map(|x| x.as_f64().expect("a number") as f32)
+            .collect()
+    }
+}

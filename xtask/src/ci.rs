@@ -1,4 +1,4 @@
-//! `cargo xtask ci` and `cargo xtask bench`.
+//! `cargo xtask ci`, `bench`, `package`, `fetch` and `experiment`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-/// Backends the test build compiles in. `cuda` is only compile-checked (see [`cuda_check`]).
+/// Backends the test build compiles in. `cuda` is only compile-checked (see `cuda_rows`).
 const TEST_FEATURES: &str = "flex,ndarray,wgpu";
 
 /// The outcome of one row of the backend matrix.
@@ -49,6 +49,19 @@ pub fn run(args: &[String]) -> Result<()> {
             ],
             &[],
         )?;
+        step(
+            &root,
+            "cargo doc",
+            &[
+                "doc",
+                "--workspace",
+                "--no-deps",
+                "--features",
+                TEST_FEATURES,
+            ],
+            &[("RUSTDOCFLAGS", "-D warnings")],
+        )?;
+        package(&[])?;
     }
 
     // Build every test binary once, with every testable backend compiled in.
@@ -120,6 +133,31 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("tests failed on: {}", failed.join(", "));
     }
     Ok(())
+}
+
+/// The crates that are published: every library crate and the two binaries' crates.
+const PUBLISHED: [&str; 8] = [
+    "lora-core",
+    "lora-data",
+    "lora-derive",
+    "lora-models",
+    "lora-surgery",
+    "lora-train",
+    "lora-eval",
+    "lora-cli",
+];
+
+/// `cargo package` for every published crate, in dependency order, each verified by building
+/// the packaged sources on their own with default features (siblings resolve to the packages
+/// just made, by version); extra arguments (`--allow-dirty`, `--no-verify`) go to cargo.
+pub fn package(args: &[String]) -> Result<()> {
+    let root = workspace_root()?;
+    let mut cmd_args = vec!["package"];
+    for name in PUBLISHED {
+        cmd_args.extend(["-p", name]);
+    }
+    cmd_args.extend(args.iter().map(String::as_str));
+    step(&root, "cargo package", &cmd_args, &[])
 }
 
 /// Runs the criterion benchmarks (`lora_linear` in lora-core, `forward` in lora-models); extra

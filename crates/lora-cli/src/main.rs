@@ -2,13 +2,23 @@
 //!
 //! - `lora train`: fine-tune a model on a built-in task or your own TSV / CSV / JSONL (or text)
 //!   files with LoRA or a baseline method; writes a PEFT adapter, metrics and a summary.
+//! - `lora eval`: accuracy, precision, recall, F1, MCC and the confusion matrix of a classifier
+//!   (perplexity of a causal LM) on a built-in split or your file.
 //! - `lora predict`: run a sequence classifier or a causal LM (optionally with a PEFT adapter,
 //!   optionally merged) on texts; print labels and probabilities, or the top next tokens;
 //!   `--json` prints everything, including raw logits.
+//! - `lora generate`: continue prompts with a Llama model and an optional adapter.
 //! - `lora inspect`: the model summary and the dry-run report of which modules a LoRA config
 //!   would adapt.
+//! - `lora merge`: fold an adapter into its base and write a Hugging Face model directory.
+//! - `lora export`: write an adapter as a clean PEFT directory with a model card.
 
+mod data;
+mod eval;
+mod export;
+mod generate;
 mod inspect;
+mod merge;
 mod model;
 mod predict;
 mod train;
@@ -17,7 +27,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use eval::{EvalArgs, eval};
+use export::{ExportArgs, export};
+use generate::{GenerateArgs, generate};
 use inspect::{InspectArgs, inspect};
+use merge::{MergeArgs, merge};
 use predict::{PredictArgs, predict};
 use train::{TrainArgs, train};
 
@@ -25,7 +39,11 @@ use train::{TrainArgs, train};
 #[command(
     name = "lora",
     version,
-    about = "Fine-tune and run transformers with LoRA on Burn"
+    about = "Fine-tune and run transformers with LoRA on Burn",
+    after_help = "Exit status: 0 on success; 1 when the command failed (the message says what \
+        was wrong and what to do); 2 for invalid arguments.\n\
+        Models: a Hugging Face directory, a .gguf file, or an asset name (minilm, smollm2), \
+        fetched and cached in ~/.cache/lora-burn (LORA_BURN_CACHE moves it)."
 )]
 struct Cli {
     /// Only print errors.
@@ -59,6 +77,30 @@ enum Command {
         lora inspect --model smollm2 --targets all-linear\n  \
         lora inspect --model smollm2 --targets-regex '.*layers\\.1[0-9]\\..*q_proj'")]
     Inspect(InspectArgs),
+    /// Measure a model (and adapter) on a built-in split or your file.
+    #[command(after_help = "Examples:\n  \
+        lora eval --model minilm --adapter runs/lora --data movie-sentiment --split test\n  \
+        lora eval --model ./merged --file test.csv --text-col review --label-col stars --json\n  \
+        lora eval --model smollm2 --adapter runs/lm --file held-out.txt --max-len 64")]
+    Eval(EvalArgs),
+    /// Continue prompts with a causal LM (Llama), optionally with a LoRA adapter.
+    #[command(after_help = "Examples:\n  \
+        lora generate --model smollm2 --prompt \"The capital of France is\"\n  \
+        lora generate --model smollm2 --adapter runs/lm --merge --prompt \"Once\" --max-new-tokens 64\n  \
+        lora generate --model ./SmolLM2.gguf --prompt \"Hi\" --temperature 0.8 --top-k 40 --seed 7 --json")]
+    Generate(GenerateArgs),
+    /// Merge a LoRA adapter into its base and write a Hugging Face model directory.
+    #[command(after_help = "Examples:\n  \
+        lora merge --model minilm --adapter runs/lora --out merged-minilm\n  \
+        lora merge --model smollm2 --adapter runs/lm --out merged-smollm2\n\n\
+        The directory holds config.json, model.safetensors (f32) and tokenizer.json: transformers\n\
+        loads it with from_pretrained, and lora loads it with --model and no --adapter.")]
+    Merge(MergeArgs),
+    /// Write a LoRA adapter as a clean PEFT directory (with a model card), checked against its base.
+    #[command(after_help = "Examples:\n  \
+        lora export --model minilm --adapter runs/lora/best --out sentiment-adapter\n  \
+        lora export --model smollm2 --adapter runs/lm --out lm-adapter --base-model-name HuggingFaceTB/SmolLM2-135M-Instruct")]
+    Export(ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +110,10 @@ fn main() -> ExitCode {
         Command::Train(args) => train(*args, cli.quiet),
         Command::Predict(args) => predict(args),
         Command::Inspect(args) => inspect(args),
+        Command::Eval(args) => eval(args, cli.quiet),
+        Command::Generate(args) => generate(args),
+        Command::Merge(args) => merge(args, cli.quiet),
+        Command::Export(args) => export(args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -76,6 +122,17 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A spinner on stderr for work a person waits for (hidden with `--quiet` or when stderr is not
+/// a terminal); finish it with `finish_and_clear`.
+pub fn spinner(message: impl Into<String>, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner().with_message(message.into());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
 }
 
 fn init_logging(quiet: bool, verbose: u8) {

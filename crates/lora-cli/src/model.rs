@@ -6,6 +6,11 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use lora_models::{Architecture, BertForSequenceClassification, LlamaForCausalLM, ModelSource};
+use lora_train::ADAPTER_NAME;
+
+/// The file beside an adapter that names the classifier's labels (`{"labels": [...]}`).
+pub const LABELS_FILE: &str = "labels.json";
+
 use lora_surgery::ModulePattern;
 
 #[derive(Args)]
@@ -13,7 +18,7 @@ pub struct ModelArgs {
     /// A Hugging Face directory, a .gguf file, or an asset name (minilm, smollm2).
     #[arg(long)]
     pub model: String,
-    /// Backend: flex, ndarray, wgpu, cuda[:N] (default: BURN_DEVICE, else the first compiled).
+    /// Backend: flex, ndarray, wgpu, cuda or cuda:N (default: BURN_DEVICE, else the first compiled).
     #[arg(long)]
     pub device: Option<String>,
 }
@@ -53,34 +58,137 @@ pub fn resolve_model(spec: &str) -> Result<ModelSource> {
     )
 }
 
-pub enum Loaded {
-    Classifier(Box<BertForSequenceClassification>, tokenizers::Tokenizer),
-    CausalLm(Box<LlamaForCausalLM>, tokenizers::Tokenizer),
+/// A loaded model with its tokenizer and where it came from.
+pub struct Loaded {
+    /// The model's files.
+    pub source: ModelSource,
+    /// The model itself.
+    pub model: LoadedModel,
+    /// Its tokenizer.
+    pub tokenizer: tokenizers::Tokenizer,
 }
 
+/// The two kinds of model the CLI runs.
+pub enum LoadedModel {
+    /// A BERT sequence classifier and its label names.
+    Classifier {
+        /// The model.
+        model: Box<BertForSequenceClassification>,
+        /// A name per label, in id order.
+        labels: Vec<String>,
+    },
+    /// A Llama causal LM.
+    CausalLm(Box<LlamaForCausalLM>),
+}
+
+/// Loads `--model` with an optional PEFT adapter: a BERT classifier (a merged
+/// `BertForSequenceClassification` directory, or a bare encoder plus a SEQ_CLS adapter that
+/// brings the head) or a Llama causal LM.
 pub fn load(args: &ModelArgs, adapter: Option<&Path>, device: &Device) -> Result<Loaded> {
     let source = resolve_model(&args.model)?;
-    match source.architecture()? {
+    let applying = |dir: &Path| format!("applying adapter {}", dir.display());
+    let (model, tokenizer) = match source.architecture()? {
         Architecture::Bert => {
-            let (bert, tokenizer) = lora_models::load_bert(&source, device)?;
-            let Some(adapter) = adapter else {
-                bail!(
-                    "{} is a bare encoder without a classification head; pass --adapter with a \
-                     SEQ_CLS adapter that saves its classifier (modules_to_save)",
-                    source.as_path().display()
-                );
-            };
-            let (model, _) = lora_surgery::load_seq_cls_adapter(bert, adapter, "default")
-                .with_context(|| format!("applying adapter {}", adapter.display()))?;
-            Ok(Loaded::Classifier(Box::new(model), tokenizer))
+            let config = lora_models::read_bert_config(&source)?;
+            let (model, tokenizer, config_labels) =
+                if config.as_ref().is_some_and(|c| c.is_sequence_classifier()) {
+                    let (mut model, tokenizer, config) =
+                        lora_models::load_bert_classifier(&source, device)?;
+                    if let Some(dir) = adapter {
+                        lora_surgery::load_adapter(&mut model, dir, ADAPTER_NAME)
+                            .with_context(|| applying(dir))?;
+                    }
+                    (model, tokenizer, config.label_names())
+                } else {
+                    let (bert, tokenizer) = lora_models::load_bert(&source, device)?;
+                    let Some(dir) = adapter else {
+                        bail!(
+                            "{} is a bare encoder without a classification head; pass --adapter \
+                             with a SEQ_CLS adapter that saves its classifier (modules_to_save), \
+                             such as the --out directory of lora train",
+                            source.as_path().display()
+                        );
+                    };
+                    let (model, _) = lora_surgery::load_seq_cls_adapter(bert, dir, ADAPTER_NAME)
+                        .with_context(|| applying(dir))?;
+                    (model, tokenizer, None)
+                };
+            let labels = label_names(adapter, config_labels, model.num_labels());
+            let model = Box::new(model);
+            (LoadedModel::Classifier { model, labels }, tokenizer)
         }
         Architecture::Llama => {
             let (mut model, tokenizer) = lora_models::load_llama(&source, device)?;
-            if let Some(adapter) = adapter {
-                lora_surgery::load_adapter(&mut model, adapter, "default")
-                    .with_context(|| format!("applying adapter {}", adapter.display()))?;
+            if let Some(dir) = adapter {
+                lora_surgery::load_adapter(&mut model, dir, ADAPTER_NAME)
+                    .with_context(|| applying(dir))?;
             }
-            Ok(Loaded::CausalLm(Box::new(model), tokenizer))
+            (LoadedModel::CausalLm(Box::new(model)), tokenizer)
         }
+    };
+    Ok(Loaded {
+        source,
+        model,
+        tokenizer,
+    })
+}
+
+/// Saves the label names beside an adapter, for [`load`] to read back.
+pub fn write_labels(dir: &Path, names: &[String]) -> Result<()> {
+    let json = serde_json::json!({ "labels": names });
+    lora_models::write_atomic(&dir.join(LABELS_FILE), json.to_string().as_bytes())?;
+    Ok(())
+}
+
+/// The label names `lora train` saved next to the adapter (`labels.json`), else the model's
+/// `id2label`, else `LABEL_i` as transformers names them.
+fn label_names(
+    adapter: Option<&Path>,
+    from_config: Option<Vec<String>>,
+    labels: usize,
+) -> Vec<String> {
+    let saved = adapter
+        .map(|dir| dir.join(LABELS_FILE))
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|json| {
+            json["labels"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect::<Vec<_>>()
+            })
+        });
+    saved
+        .into_iter()
+        .chain(from_config)
+        .find(|names| names.len() == labels)
+        .unwrap_or_else(|| (0..labels).map(|i| format!("LABEL_{i}")).collect())
+}
+
+/// Refuses an output directory that is one of the `inputs` (writing there would overwrite
+/// them), a file, or (without `--force`) a directory that already holds something.
+pub fn check_out_dir(out: &Path, inputs: &[&Path], force: bool) -> Result<()> {
+    let same = |other: &Path| match (out.canonicalize(), other.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if inputs.iter().any(|input| same(input)) {
+        bail!(
+            "--out {} is one of the input directories; choose another directory so the inputs \
+             are kept",
+            out.display()
+        );
     }
+    if out.is_file() {
+        bail!("--out {} is a file; give a directory", out.display());
+    }
+    let non_empty = std::fs::read_dir(out).is_ok_and(|mut entries| entries.next().is_some());
+    if non_empty && !force {
+        bail!(
+            "--out {} already exists and is not empty; choose a new directory, or pass --force \
+             to overwrite the files this command writes there",
+            out.display()
+        );
+    }
+    Ok(())
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use lora_models::BertInput;
 use serde_json::json;
 
-use crate::model::{Loaded, ModelArgs, load};
+use crate::model::{LoadedModel, ModelArgs, load};
 
 #[derive(Args)]
 pub struct PredictArgs {
@@ -45,8 +45,12 @@ fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
 pub fn predict(args: PredictArgs) -> Result<()> {
     let device = lora_core::select_device(args.model.device.as_deref())?;
     let loaded = load(&args.model, args.adapter.as_deref(), &device)?;
-    match loaded {
-        Loaded::Classifier(mut model, tokenizer) => {
+    let tokenizer = loaded.tokenizer;
+    match loaded.model {
+        LoadedModel::Classifier {
+            mut model,
+            labels: names,
+        } => {
             if args.merge {
                 lora_surgery::merge_and_unload(model.as_mut())?;
             }
@@ -58,7 +62,6 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             let labels = model.num_labels();
             let probs = to_vec(softmax(logits.clone(), 1))?;
             let logits = to_vec(logits)?;
-            let names = label_names(args.adapter.as_deref(), labels);
             let mut rows = Vec::new();
             for (i, text) in args.text.iter().enumerate() {
                 let p = &probs[i * labels..(i + 1) * labels];
@@ -76,7 +79,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                 );
             }
         }
-        Loaded::CausalLm(mut model, tokenizer) => {
+        LoadedModel::CausalLm(mut model) => {
             if args.merge {
                 lora_surgery::merge_and_unload(model.as_mut())?;
             }
@@ -138,24 +141,4 @@ fn fmt_list(v: &[f32]) -> String {
         .map(|x| format!("{x:.4}"))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// The label names `lora train` saved next to the adapter (`labels.json`), else `LABEL_i` as
-/// transformers names them.
-fn label_names(adapter: Option<&std::path::Path>, labels: usize) -> Vec<String> {
-    let saved = adapter
-        .map(|dir| dir.join(crate::train::LABELS_FILE))
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|json| {
-            json["labels"].as_array().map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect::<Vec<_>>()
-            })
-        });
-    match saved {
-        Some(names) if names.len() == labels => names,
-        _ => (0..labels).map(|i| format!("LABEL_{i}")).collect(),
-    }
 }

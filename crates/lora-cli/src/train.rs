@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use lora_core::{LoraConfig, ParamCount};
 use lora_data::dataset::split_seeded;
-use lora_data::readers::{Columns, Table, TableFormat, read_examples, read_text_lines};
+use lora_data::readers::{Columns, read_examples};
 use lora_data::tasks::SPLIT_SEED;
 use lora_data::{AssetCache, BuiltinTask, Example, TaskSplits};
 use lora_models::Architecture;
@@ -21,12 +21,11 @@ use lora_train::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::model::{resolve_model, target_pattern};
+use crate::data::ColumnArgs;
+use crate::model::{resolve_model, target_pattern, write_labels};
 
 /// The file in the output directory that records a run's settings.
 pub const RUN_FILE: &str = "run.toml";
-/// The file in the output directory that names the classifier's labels.
-pub const LABELS_FILE: &str = "labels.json";
 
 #[derive(Args, Default)]
 pub struct TrainArgs {
@@ -36,7 +35,7 @@ pub struct TrainArgs {
     /// A Hugging Face directory, a .gguf file, or an asset name (minilm, smollm2).
     #[arg(long)]
     model: Option<String>,
-    /// Backend: flex, ndarray, wgpu, cuda[:N] (default: BURN_DEVICE, else the first compiled).
+    /// Backend: flex, ndarray, wgpu, cuda or cuda:N (default: BURN_DEVICE, else the first compiled).
     #[arg(long)]
     device: Option<String>,
     /// A built-in task: movie-sentiment, bbc-news.
@@ -48,15 +47,8 @@ pub struct TrainArgs {
     /// Dev data in the same format (default: a seeded 10 % of --train).
     #[arg(long = "dev")]
     dev_file: Option<PathBuf>,
-    /// The text column (default: text).
-    #[arg(long)]
-    text_col: Option<String>,
-    /// The second-text column of a pair task.
-    #[arg(long)]
-    text_pair_col: Option<String>,
-    /// The label column (default: label).
-    #[arg(long)]
-    label_col: Option<String>,
+    #[command(flatten)]
+    columns: ColumnArgs,
     /// Use at most this many training examples (documents for a causal LM).
     #[arg(long)]
     max_train: Option<usize>,
@@ -316,9 +308,16 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
     flag!(model);
     flag!(device);
     flag!(data);
-    flag!(text_col);
-    flag!(text_pair_col);
-    flag!(label_col);
+    let c = &args.columns;
+    for (flag, field) in [
+        (&c.text_col, &mut spec.text_col),
+        (&c.text_pair_col, &mut spec.text_pair_col),
+        (&c.label_col, &mut spec.label_col),
+    ] {
+        if flag.is_some() {
+            field.clone_from(flag);
+        }
+    }
     flag!(max_train);
     flag!(max_dev);
     flag!(max_len);
@@ -349,7 +348,7 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let write_run_file = || -> Result<()> {
         let text = toml::to_string_pretty(&spec).context("recording the run settings")?;
-        lora_surgery::write_atomic(&out.join(RUN_FILE), text.as_bytes())?;
+        lora_models::write_atomic(&out.join(RUN_FILE), text.as_bytes())?;
         Ok(())
     };
     let base_name = source.as_path().display().to_string();
@@ -379,8 +378,7 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
             if !args.resume {
                 write_run_file()?;
             }
-            let labels = serde_json::json!({ "labels": splits.labels.names() });
-            lora_surgery::write_atomic(&out.join(LABELS_FILE), labels.to_string().as_bytes())?;
+            write_labels(&out, splits.labels.names())?;
             let trainer = Trainer::new(&task, config, &out).with_base_model(base_name);
             let outcome = run(&trainer, model, args.resume)?;
             report(&outcome, quiet);
@@ -447,12 +445,11 @@ fn report<M>(outcome: &TrainOutcome<M>, quiet: bool) {
 }
 
 fn columns(spec: &RunSpec) -> Columns {
-    let default = Columns::default();
-    Columns {
-        text: spec.text_col.clone().unwrap_or(default.text),
-        text_pair: spec.text_pair_col.clone(),
-        label: spec.label_col.clone().unwrap_or(default.label),
-    }
+    crate::data::columns(
+        spec.text_col.as_deref(),
+        spec.text_pair_col.as_deref(),
+        spec.label_col.as_deref(),
+    )
 }
 
 /// The classification data: a built-in task, or training (and dev) files.
@@ -494,18 +491,7 @@ fn classification_data(spec: &RunSpec) -> Result<TaskSplits> {
 /// line) or a table's text column.
 fn lm_documents(spec: &RunSpec) -> Result<(Vec<String>, Vec<String>)> {
     let texts = |examples: &[Example]| examples.iter().map(|e| e.text.clone()).collect::<Vec<_>>();
-    let read = |path: &Path| -> Result<Vec<String>> {
-        if path.extension().is_some_and(|e| e == "txt") {
-            return Ok(read_text_lines(path)?);
-        }
-        let table = Table::read(path, TableFormat::from_path(path)?)?;
-        let column = table.column(&columns(spec).text)?;
-        Ok(table
-            .rows
-            .iter()
-            .map(|(_, row)| row[column].clone())
-            .collect())
-    };
+    let read = |path: &Path| crate::data::read_documents(path, &columns(spec).text);
     let (mut train, mut dev) = match (&spec.data, &spec.train) {
         (Some(name), _) => {
             let task = BuiltinTask::from_name(name)?.load(&AssetCache::from_env())?;

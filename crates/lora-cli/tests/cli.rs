@@ -2,49 +2,8 @@
 //! command line, `inspect` prints the dry-run report, and mistakes give clear messages and a
 //! non-zero exit code.
 
-use std::process::{Command, Output};
-
+use lora_tests::cli::{fails_with, floats, json_of, lora, succeeded};
 use lora_tests::{asset, fixture_sentences, fixtures_dir, max_abs_diff, read_fixture};
-
-fn lora(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lora"))
-        .args(args)
-        .env("BURN_DEVICE", "flex")
-        .output()
-        .expect("the lora binary runs")
-}
-
-/// Asserts that a run succeeded (showing its stderr otherwise) and returns its stdout.
-fn succeeded(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "lora failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json_of(out: &Output) -> serde_json::Value {
-    serde_json::from_str(&succeeded(out)).expect("--json prints JSON")
-}
-
-/// Asserts that `lora ARGS` fails with a non-zero exit code and a message containing
-/// `expected`, without a panic.
-fn fails_with(args: &[&str], expected: &str) {
-    let out = lora(args);
-    assert!(!out.status.success(), "{args:?} should fail");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(expected), "{args:?}: {err}");
-    assert!(!err.contains("panicked"), "{args:?}: {err}");
-}
-
-fn floats(v: &serde_json::Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
 
 #[test]
 fn predict_json_reproduces_peft_seq_cls_logits() {
@@ -148,10 +107,14 @@ fn inspect_prints_the_dry_run_report() {
 
 #[test]
 fn user_mistakes_are_clear_errors_with_a_failing_exit_code() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["predict", "--model", "/no/such/model", "--text", "x"],
             "neither an existing path nor a known asset",
+        ),
+        (
+            &["inspect", "--model", "minilm", "--targets-regex", "(query"],
+            "invalid regular expression in target_modules: '(query'",
         ),
         (
             &["inspect", "--model", "minilm", "--targets", "q_proj"],
@@ -177,6 +140,119 @@ fn user_mistakes_are_clear_errors_with_a_failing_exit_code() {
     for (args, expected) in cases {
         fails_with(args, expected);
     }
+}
+
+#[test]
+fn an_adapter_for_another_base_is_refused_naming_its_base() {
+    let llama_adapter = fixtures_dir().join("smollm2/adapter");
+    let bert_adapter = fixtures_dir().join("peft_bert_seqcls/adapter");
+    let (llama_adapter, bert_adapter) = (
+        llama_adapter.to_str().unwrap(),
+        bert_adapter.to_str().unwrap(),
+    );
+    fails_with(
+        &[
+            "predict",
+            "--model",
+            "minilm",
+            "--adapter",
+            llama_adapter,
+            "--text",
+            "x",
+        ],
+        "it is a CAUSAL_LM adapter; a BERT encoder takes a SEQ_CLS adapter (the adapter was made \
+         for base model 'HuggingFaceTB/SmolLM2-135M-Instruct')",
+    );
+    fails_with(
+        &[
+            "generate",
+            "--model",
+            "smollm2",
+            "--adapter",
+            bert_adapter,
+            "--prompt",
+            "x",
+        ],
+        "which matches none of this model's layers (the adapter was made for base model",
+    );
+    fails_with(
+        &[
+            "merge",
+            "--model",
+            "smollm2",
+            "--adapter",
+            bert_adapter,
+            "--out",
+            "/tmp/never-written",
+        ],
+        "does not fit this model",
+    );
+    assert!(!std::path::Path::new("/tmp/never-written").exists());
+}
+
+#[test]
+fn eval_generate_merge_and_export_mistakes_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("test.csv");
+    std::fs::write(&data, "text,label\nfine film,positive\nodd film,meh\n").unwrap();
+    let adapter = fixtures_dir().join("peft_bert_seqcls/adapter");
+    let (data, adapter) = (data.to_str().unwrap(), adapter.to_str().unwrap());
+    let with_adapter = |command: &'static str, rest: &[&'static str]| {
+        let mut args = vec![command, "--model", "minilm", "--adapter", adapter];
+        args.extend_from_slice(rest);
+        args
+    };
+    let never = "/tmp/never-written";
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            [with_adapter("eval", &["--file"]), vec![data]].concat(),
+            "label 'positive' is not one of the labels: LABEL_0, LABEL_1",
+        ),
+        (
+            [
+                with_adapter("eval", &["--text-col", "review", "--file"]),
+                vec![data],
+            ]
+            .concat(),
+            "no column 'review'; its columns are: text, label",
+        ),
+        (
+            with_adapter("eval", &["--data", "movie-sentiment"]),
+            "the model's labels (LABEL_0, LABEL_1) are not movie-sentiment's (negative, positive)",
+        ),
+        (
+            with_adapter("generate", &["--prompt", "x"]),
+            "does not generate text",
+        ),
+        (
+            // Writing over an input is refused, even with --force.
+            [with_adapter("merge", &["--force", "--out"]), vec![adapter]].concat(),
+            "is one of the input directories",
+        ),
+        (
+            with_adapter("merge", &["--dtype", "f8", "--out", never]),
+            "unknown dtype 'f8'; choose one of f32, f16, bf16",
+        ),
+        (
+            vec![
+                "export",
+                "--model",
+                "minilm",
+                "--adapter",
+                data,
+                "--out",
+                never,
+            ],
+            "is not a LoRA adapter directory",
+        ),
+    ];
+    for (args, expected) in cases {
+        fails_with(&args, expected);
+    }
+    assert!(!std::path::Path::new(never).exists());
+    // Invalid arguments are clap's: exit code 2 and the usage.
+    let out = lora(&["eval", "--model", "minilm"]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 /// A small labelled CSV of real movie-review snippets, with the user's own column and label

@@ -10,6 +10,40 @@
 //!
 //! Common Burn layers without linear weights (norms, embeddings, dropout, activations) and
 //! plain values already implement `Adaptable` with no modules, so they need no attribute.
+//!
+//! Use it through `lora_surgery`, which re-exports it with the trait (this example runs as a
+//! test of `lora-surgery`'s crate documentation; a proc-macro crate cannot depend on the crate
+//! its expansion names without a second build of Burn):
+//!
+//! ```ignore
+//! use burn::module::Module;
+//! use burn::nn::{LayerNorm, LayerNormConfig};
+//! use lora_core::{LoraLinear, LoraLinearConfig};
+//! use lora_surgery::Adaptable; // the trait and this derive
+//!
+//! #[derive(Module, Debug, Adaptable)]
+//! struct Attention {
+//!     q_proj: LoraLinear,
+//!     v_proj: LoraLinear,
+//! }
+//!
+//! #[derive(Module, Debug, Adaptable)]
+//! struct Block {
+//!     #[adaptable(rename = "self_attn")]
+//!     attention: Attention,
+//!     norm: LayerNorm,
+//! }
+//!
+//! let device = lora_core::select_device(Some("flex"))?;
+//! let linear = || LoraLinearConfig::new(8, 8).init(&device);
+//! let mut block = Block {
+//!     attention: Attention { q_proj: linear(), v_proj: linear() },
+//!     norm: LayerNormConfig::new(8).init(&device),
+//! };
+//! let names: Vec<String> = block.linears_mut().into_iter().map(|(name, _)| name).collect();
+//! assert_eq!(names, ["self_attn.q_proj", "self_attn.v_proj"]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use proc_macro::TokenStream;
 use quote::quote;

@@ -575,7 +575,7 @@ fn write_err(path: &Path, e: impl std::fmt::Display) -> EvalError {
 }
 
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    Ok(lora_surgery::write_atomic(&dir.join(name), bytes)?)
+    Ok(lora_models::write_atomic(&dir.join(name), bytes)?)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -10,14 +10,17 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Int, Tensor};
 use lora_core::{BottleneckAdapter, LoraLinear};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
 use crate::activation::Activation;
 use crate::error::{ModelError, Result, read_json_config};
-use crate::weights::{WeightSource, load_embedding, load_layer_norm, load_linear};
+use crate::export::{NamedHostTensors, embedding_tensor, layer_norm_tensors, linear_tensors};
+use crate::weights::{WeightSource, load_embedding, load_layer_norm, load_linear, load_tensor};
 
-/// The fields of a Hugging Face BERT `config.json` that the architecture needs.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A Hugging Face BERT `config.json`: the fields the architecture needs, and every other field
+/// kept as it was so that a saved model's config is the original one.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct BertConfig {
     /// Vocabulary size.
     pub vocab_size: usize,
@@ -54,8 +57,11 @@ pub struct BertConfig {
     #[serde(default = "default_position_type")]
     pub position_embedding_type: String,
     /// Label names by id, when the checkpoint is a classifier.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id2label: Option<BTreeMap<String, String>>,
+    /// Every other field (`model_type`, `architectures`, `label2id`, …), as read.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 fn default_act() -> String {
@@ -108,6 +114,26 @@ impl BertConfig {
         Ok(())
     }
 
+    /// Whether `architectures` names `BertForSequenceClassification` (a checkpoint with a
+    /// `classifier` head, such as one `lora merge` wrote).
+    pub fn is_sequence_classifier(&self) -> bool {
+        self.extra
+            .get("architectures")
+            .and_then(Value::as_array)
+            .is_some_and(|a| {
+                a.iter()
+                    .any(|v| v.as_str() == Some("BertForSequenceClassification"))
+            })
+    }
+
+    /// The label names of `id2label`, in id order, when it names every id `0..n`.
+    pub fn label_names(&self) -> Option<Vec<String>> {
+        let map = self.id2label.as_ref()?;
+        (0..map.len())
+            .map(|i| map.get(&i.to_string()).cloned())
+            .collect()
+    }
+
     fn activation(&self) -> Activation {
         Activation::parse(&self.hidden_act).expect("validated when the config was read")
     }
@@ -124,6 +150,19 @@ pub const BERT_LAYER_LINEARS: [&str; 6] = [
     "intermediate.dense",
     "output.dense",
 ];
+
+/// The Hugging Face names of the embeddings, norms, pooler and head, shared by the loaders and
+/// the `hf_tensors` writers so that a saved model reloads under the same keys.
+const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
+const POSITION_EMBEDDINGS: &str = "embeddings.position_embeddings.weight";
+const TOKEN_TYPE_EMBEDDINGS: &str = "embeddings.token_type_embeddings.weight";
+const EMBEDDINGS_NORM: &str = "embeddings.LayerNorm";
+const ATTENTION_NORM: &str = "attention.output.LayerNorm";
+const OUTPUT_NORM: &str = "output.LayerNorm";
+const POOLER: &str = "pooler.dense";
+const CLASSIFIER: &str = "classifier";
+/// The key prefix of the encoder inside a `BertForSequenceClassification` checkpoint.
+const CLASSIFIER_ENCODER_PREFIX: &str = "bert.";
 
 /// Token, position and token-type embeddings, summed and normalised.
 #[derive(Module, Debug)]
@@ -325,8 +364,8 @@ impl BertModel {
     /// `BertForSequenceClassification` checkpoints) or not (as in `BertModel` checkpoints such
     /// as MiniLM). Every weight is frozen; training methods choose what to unfreeze.
     pub fn load(config: &BertConfig, source: &dyn WeightSource, device: &Device) -> Result<Self> {
-        let prefix = if source.contains("bert.embeddings.word_embeddings.weight") {
-            "bert."
+        let prefix = if source.contains(&format!("{CLASSIFIER_ENCODER_PREFIX}{WORD_EMBEDDINGS}")) {
+            CLASSIFIER_ENCODER_PREFIX
         } else {
             ""
         };
@@ -337,26 +376,26 @@ impl BertModel {
         let embeddings = BertEmbeddings {
             word_embeddings: load_embedding(
                 source,
-                &key("embeddings.word_embeddings.weight"),
+                &key(WORD_EMBEDDINGS),
                 config.vocab_size,
                 d,
                 device,
             )?,
             position_embeddings: load_embedding(
                 source,
-                &key("embeddings.position_embeddings.weight"),
+                &key(POSITION_EMBEDDINGS),
                 config.max_position_embeddings,
                 d,
                 device,
             )?,
             token_type_embeddings: load_embedding(
                 source,
-                &key("embeddings.token_type_embeddings.weight"),
+                &key(TOKEN_TYPE_EMBEDDINGS),
                 config.type_vocab_size,
                 d,
                 device,
             )?,
-            layer_norm: load_layer_norm(source, &key("embeddings.LayerNorm"), d, eps, device)?,
+            layer_norm: load_layer_norm(source, &key(EMBEDDINGS_NORM), d, eps, device)?,
             dropout: dropout.init(),
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -377,7 +416,7 @@ impl BertModel {
                 attention_output: linear(BERT_LAYER_LINEARS[3])?,
                 attention_norm: load_layer_norm(
                     source,
-                    &format!("{p}.attention.output.LayerNorm"),
+                    &format!("{p}.{ATTENTION_NORM}"),
                     d,
                     eps,
                     device,
@@ -386,7 +425,7 @@ impl BertModel {
                 output: linear(BERT_LAYER_LINEARS[5])?,
                 output_norm: load_layer_norm(
                     source,
-                    &format!("{p}.output.LayerNorm"),
+                    &format!("{p}.{OUTPUT_NORM}"),
                     d,
                     eps,
                     device,
@@ -400,16 +439,8 @@ impl BertModel {
             };
             layers.push(layer);
         }
-        let pooler_key = key("pooler.dense.weight");
-        let pooler = if source.contains(&pooler_key) {
-            Some(load_linear(
-                source,
-                &key("pooler.dense"),
-                d,
-                d,
-                true,
-                device,
-            )?)
+        let pooler = if source.contains(&key(&format!("{POOLER}.weight"))) {
+            Some(load_linear(source, &key(POOLER), d, d, true, device)?)
         } else {
             None
         };
@@ -458,6 +489,45 @@ impl BertModel {
         let [batch, _, d] = hidden.dims();
         let first = hidden.slice([0..batch, 0..1, 0..d]).reshape([batch, d]);
         Ok(burn::tensor::activation::tanh(pooler.forward(first)))
+    }
+
+    /// Every weight under its Hugging Face key (after `prefix`: `""` for a `BertModel`
+    /// checkpoint, `"bert."` inside a classifier), in PyTorch's layout: what [`BertModel::load`]
+    /// reads back. Layers must be plain: unmerged LoRA adapters and bottleneck adapters are
+    /// refused.
+    pub fn hf_tensors(&self, prefix: &str) -> Result<NamedHostTensors> {
+        let key = |k: &str| format!("{prefix}{k}");
+        let e = &self.embeddings;
+        let mut out = vec![
+            embedding_tensor(&key(WORD_EMBEDDINGS), &e.word_embeddings)?,
+            embedding_tensor(&key(POSITION_EMBEDDINGS), &e.position_embeddings)?,
+            embedding_tensor(&key(TOKEN_TYPE_EMBEDDINGS), &e.token_type_embeddings)?,
+        ];
+        out.extend(layer_norm_tensors(&key(EMBEDDINGS_NORM), &e.layer_norm)?);
+        for (i, layer) in self.layers.iter().enumerate() {
+            if layer.attention_adapter.is_some() || layer.ffn_adapter.is_some() {
+                return Err(ModelError::NotExportable(format!(
+                    "encoder.layer.{i} has bottleneck adapters (AdapterH / AdapterL), for which \
+                     Hugging Face's BertModel has no place"
+                )));
+            }
+            let p = key(&format!("encoder.layer.{i}"));
+            for (name, linear) in layer.linears() {
+                out.extend(linear_tensors(&format!("{p}.{name}"), linear)?);
+            }
+            out.extend(layer_norm_tensors(
+                &format!("{p}.{ATTENTION_NORM}"),
+                &layer.attention_norm,
+            )?);
+            out.extend(layer_norm_tensors(
+                &format!("{p}.{OUTPUT_NORM}"),
+                &layer.output_norm,
+            )?);
+        }
+        if let Some(pooler) = &self.pooler {
+            out.extend(linear_tensors(&key(POOLER), pooler)?);
+        }
+        Ok(out)
     }
 
     /// The Hugging Face name and layer of every linear layer (e.g.
@@ -531,6 +601,72 @@ impl BertForSequenceClassification {
             bert,
             classifier,
         })
+    }
+
+    /// Loads a `BertForSequenceClassification` checkpoint: the encoder under `bert.` and the
+    /// `classifier` head, whose shape gives the number of labels.
+    pub fn load(config: &BertConfig, source: &dyn WeightSource, device: &Device) -> Result<Self> {
+        let bert = BertModel::load(config, source, device)?;
+        let weight_key = format!("{CLASSIFIER}.weight");
+        let weight = source.read(&weight_key)?;
+        let labels = match weight.shape[..] {
+            [labels, hidden] if hidden == config.hidden_size && labels > 0 => labels,
+            _ => {
+                return Err(ModelError::ShapeMismatch {
+                    key: weight_key,
+                    expected: vec![
+                        config.id2label.as_ref().map_or(2, |m| m.len()),
+                        config.hidden_size,
+                    ],
+                    actual: weight.shape,
+                });
+            }
+        };
+        let weight = weight.into_tensor(&weight_key, [labels, config.hidden_size], device)?;
+        let bias = load_tensor(source, &format!("{CLASSIFIER}.bias"), [labels], device)?;
+        Self::new(bert, labels, Some((weight, bias)), device)
+    }
+
+    /// Every weight under the key `transformers`' `BertForSequenceClassification` uses
+    /// (`bert.…`, `classifier.…`): what [`BertForSequenceClassification::load`] reads back.
+    pub fn hf_tensors(&self) -> Result<NamedHostTensors> {
+        let mut out = self.bert.hf_tensors(CLASSIFIER_ENCODER_PREFIX)?;
+        out.extend(linear_tensors(CLASSIFIER, &self.classifier)?);
+        Ok(out)
+    }
+
+    /// The `config.json` of this classifier: the encoder's config with
+    /// `architectures: ["BertForSequenceClassification"]` and `id2label` / `label2id` from
+    /// `label_names` (one per label).
+    pub fn hf_config(&self, label_names: &[String]) -> Result<Value> {
+        if label_names.len() != self.num_labels() {
+            return Err(ModelError::Input(format!(
+                "{} label names for a classifier with {} labels",
+                label_names.len(),
+                self.num_labels()
+            )));
+        }
+        let mut config = self.bert.config.clone();
+        config.id2label = Some(
+            label_names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (i.to_string(), n.clone()))
+                .collect(),
+        );
+        let label2id: Map<String, Value> = label_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), json!(i)))
+            .collect();
+        let extra = &mut config.extra;
+        extra.insert("model_type".into(), json!("bert"));
+        extra.insert(
+            "architectures".into(),
+            json!(["BertForSequenceClassification"]),
+        );
+        extra.insert("label2id".into(), Value::Object(label2id));
+        Ok(serde_json::to_value(&config).expect("a config serialises"))
     }
 
     /// Number of labels.

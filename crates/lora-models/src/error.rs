@@ -14,6 +14,18 @@ pub enum ModelError {
         /// The operating-system error.
         source: std::io::Error,
     },
+    /// A file could not be written.
+    #[error("cannot write {path}: {reason}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The operating-system or format error.
+        reason: String,
+    },
+    /// A model that cannot be written in Hugging Face's layout as it is (unmerged adapters,
+    /// bottleneck adapters).
+    #[error("cannot save the model in Hugging Face's layout: {0}")]
+    NotExportable(String),
     /// A safetensors file is truncated, corrupted or otherwise unreadable.
     #[error("{path} is not a valid safetensors file: {reason}")]
     Safetensors {

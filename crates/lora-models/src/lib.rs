@@ -12,6 +12,23 @@
 //!   `tokenizer.json`) and GGUF files ([`gguf::GgufFile`], F32/F16/BF16/Q8_0/Q4_0/Q4_1
 //!   dequantised, the tokenizer rebuilt from the file's metadata).
 //!
+//! A sentence embedding from MiniLM (fetched once into the asset cache):
+//!
+//! ```
+//! use lora_models::{BertInput, ModelSource, encode_batch, load_bert, mean_pool};
+//!
+//! let device = lora_core::select_device(Some("flex"))?;
+//! let dir = lora_data::AssetCache::from_env().fetch("minilm")?.main;
+//! let (bert, tokenizer) = load_bert(&ModelSource::path(dir), &device)?;
+//! let batch = encode_batch(&tokenizer, &[("LoRA trains two small matrices.", None)], 0)?;
+//! let input = BertInput::from_encoded(&batch, &device)?;
+//! let embedding = mean_pool(bert.forward(&input)?, input.attention_mask.clone());
+//! assert_eq!(embedding.dims(), [1, 384]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Text from SmolLM2 given as a GGUF file:
+//!
 //! ```no_run
 //! use lora_models::{ModelSource, load_llama};
 //!
@@ -26,6 +43,7 @@
 pub mod activation;
 pub mod bert;
 pub mod error;
+pub mod export;
 pub mod gguf;
 pub mod llama;
 pub mod loader;
@@ -35,9 +53,13 @@ pub mod weights;
 pub use activation::Activation;
 pub use bert::{BertConfig, BertForSequenceClassification, BertInput, BertModel, mean_pool};
 pub use error::{ModelError, Result};
+pub use export::{HfModelFiles, save_hf_dir, write_atomic};
 pub use gguf::GgufFile;
 pub use llama::{GenerationConfig, KvCache, LlamaConfig, LlamaForCausalLM};
-pub use loader::{Architecture, ModelSource, load_bert, load_llama};
+pub use loader::{
+    Architecture, ModelSource, load_bert, load_bert_classifier, load_llama, read_bert_config,
+    tokenizer_files,
+};
 pub use tokenizer::{
     EncodedBatch, encode_batch, load_tokenizer_json, set_max_len, tokenizer_from_gguf,
 };

@@ -10,15 +10,18 @@ use burn::nn::{Embedding, RmsNorm, RmsNormConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use lora_core::LoraLinear;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
 use crate::activation::Activation;
 use crate::error::{ModelError, Result, read_json_config};
+use crate::export::{NamedHostTensors, embedding_tensor, linear_tensors, rms_norm_tensor};
 use crate::gguf::{GgufFile, GgufValue};
 use crate::weights::{HostTensor, WeightSource, frozen, load_embedding, load_linear, load_tensor};
 
-/// The fields of a Hugging Face Llama `config.json` that the architecture needs.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A Hugging Face Llama `config.json`: the fields the architecture needs, and every other field
+/// kept as it was so that a saved model's config is the original one.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct LlamaConfig {
     /// Vocabulary size.
     pub vocab_size: usize,
@@ -31,10 +34,10 @@ pub struct LlamaConfig {
     /// Query heads.
     pub num_attention_heads: usize,
     /// Key/value heads (grouped-query attention); defaults to the query heads.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_key_value_heads: Option<usize>,
     /// Per-head width; defaults to `hidden_size / num_attention_heads`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head_dim: Option<usize>,
     /// RMSNorm epsilon.
     #[serde(default = "default_rms_eps")]
@@ -52,18 +55,21 @@ pub struct LlamaConfig {
     #[serde(default = "default_llama_act")]
     pub hidden_act: String,
     /// RoPE scaling: only `null` (none) is supported.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<serde_json::Value>,
     /// Beginning-of-sequence token.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bos_token_id: Option<u32>,
     /// End-of-sequence token(s).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eos_token_id: Option<EosTokens>,
+    /// Every other field (`model_type`, `architectures`, `torch_dtype`, …), as read.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
 }
 
 /// `eos_token_id` is a single id or a list in Hugging Face configs.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum EosTokens {
     /// One id.
@@ -143,6 +149,7 @@ impl LlamaConfig {
             rope_scaling: None,
             bos_token_id: token("tokenizer.ggml.bos_token_id"),
             eos_token_id: token("tokenizer.ggml.eos_token_id").map(EosTokens::One),
+            extra: Map::new(),
         };
         config.validate(path)?;
         Ok(config)
@@ -206,6 +213,14 @@ pub const LLAMA_LAYER_LINEARS: [&str; 7] = [
     "mlp.up_proj",
     "mlp.down_proj",
 ];
+
+/// The Hugging Face names of the global tensors and the per-layer norms, shared by the loader
+/// and [`LlamaForCausalLM::hf_tensors`].
+const EMBED_TOKENS: &str = "model.embed_tokens.weight";
+const FINAL_NORM: &str = "model.norm.weight";
+const LM_HEAD: &str = "lm_head";
+const INPUT_NORM: &str = "input_layernorm.weight";
+const POST_ATTENTION_NORM: &str = "post_attention_layernorm.weight";
 
 /// llama.cpp's tensor names against Hugging Face's, in one table: per layer (`blk.N.` /
 /// `model.layers.N.`) and global.
@@ -392,6 +407,21 @@ impl LlamaLayer {
             (d, &mut m.down_proj),
         ]
     }
+
+    /// Every linear layer with its Hugging Face suffix, in [`LLAMA_LAYER_LINEARS`] order.
+    pub fn linears(&self) -> [(&'static str, &LoraLinear); 7] {
+        let [q, k, v, o, g, u, d] = LLAMA_LAYER_LINEARS;
+        let (a, m) = (&self.self_attn, &self.mlp);
+        [
+            (q, &a.q_proj),
+            (k, &a.k_proj),
+            (v, &a.v_proj),
+            (o, &a.o_proj),
+            (g, &m.gate_proj),
+            (u, &m.up_proj),
+            (d, &m.down_proj),
+        ]
+    }
 }
 
 /// Cached keys and values of earlier positions, one entry per layer, `[batch, kv_heads, past,
@@ -499,8 +529,8 @@ impl LlamaForCausalLM {
                     up_proj: linear(u, d, ff)?,
                     down_proj: linear(dn, ff, d)?,
                 },
-                input_layernorm: norm(&format!("{p}.input_layernorm.weight"))?,
-                post_attention_layernorm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
+                input_layernorm: norm(&format!("{p}.{INPUT_NORM}"))?,
+                post_attention_layernorm: norm(&format!("{p}.{POST_ATTENTION_NORM}"))?,
             });
         }
         let lm_head = if config.tie_word_embeddings {
@@ -508,7 +538,7 @@ impl LlamaForCausalLM {
         } else {
             Some(load_linear(
                 source,
-                "lm_head",
+                LM_HEAD,
                 d,
                 config.vocab_size,
                 false,
@@ -516,15 +546,9 @@ impl LlamaForCausalLM {
             )?)
         };
         Ok(Self {
-            embed_tokens: load_embedding(
-                source,
-                "model.embed_tokens.weight",
-                config.vocab_size,
-                d,
-                device,
-            )?,
+            embed_tokens: load_embedding(source, EMBED_TOKENS, config.vocab_size, d, device)?,
             layers,
-            norm: norm("model.norm.weight")?,
+            norm: norm(FINAL_NORM)?,
             lm_head,
             config: config.clone(),
         })
@@ -533,6 +557,42 @@ impl LlamaForCausalLM {
     /// The config the model was built from.
     pub fn config(&self) -> &LlamaConfig {
         &self.config
+    }
+
+    /// Every weight under its Hugging Face key, in PyTorch's layout (no `lm_head.weight` when
+    /// the head is tied): what [`LlamaForCausalLM::load`] reads back. Layers must be plain:
+    /// unmerged LoRA adapters are refused.
+    pub fn hf_tensors(&self) -> Result<NamedHostTensors> {
+        let mut out = vec![embedding_tensor(EMBED_TOKENS, &self.embed_tokens)?];
+        for (i, layer) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            for (name, linear) in layer.linears() {
+                out.extend(linear_tensors(&format!("{p}.{name}"), linear)?);
+            }
+            out.push(rms_norm_tensor(
+                &format!("{p}.{INPUT_NORM}"),
+                &layer.input_layernorm,
+            )?);
+            out.push(rms_norm_tensor(
+                &format!("{p}.{POST_ATTENTION_NORM}"),
+                &layer.post_attention_layernorm,
+            )?);
+        }
+        out.push(rms_norm_tensor(FINAL_NORM, &self.norm)?);
+        if let Some(head) = &self.lm_head {
+            out.extend(linear_tensors(LM_HEAD, head)?);
+        }
+        Ok(out)
+    }
+
+    /// The `config.json` of this model (also for one read from GGUF metadata):
+    /// `model_type: "llama"`, `architectures: ["LlamaForCausalLM"]`.
+    pub fn hf_config(&self) -> Value {
+        let mut config = self.config.clone();
+        let extra = &mut config.extra;
+        extra.insert("model_type".into(), json!("llama"));
+        extra.insert("architectures".into(), json!(["LlamaForCausalLM"]));
+        serde_json::to_value(&config).expect("a config serialises")
     }
 
     /// Logits `[batch, seq, vocab]` for a batch of equal-length sequences (training and

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use tokenizers::Tokenizer;
 
-use crate::bert::{BertConfig, BertModel};
+use crate::bert::{BertConfig, BertForSequenceClassification, BertModel};
 use crate::error::{ModelError, Result, io_error};
+use crate::export::{NamedFiles, TOKENIZER_SIDE_FILES};
 use crate::gguf::GgufFile;
 use crate::llama::{GgufLlamaWeights, LlamaConfig, LlamaForCausalLM};
 use crate::tokenizer::{load_tokenizer_json, tokenizer_from_gguf};
@@ -103,8 +104,8 @@ fn required_file(dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Loads a BERT encoder and its tokenizer from a Hugging Face directory.
-pub fn load_bert(source: &ModelSource, device: &Device) -> Result<(BertModel, Tokenizer)> {
+/// The config, tokenizer and weights of a BERT Hugging Face directory.
+fn bert_files(source: &ModelSource) -> Result<(BertConfig, Tokenizer, SafetensorsWeights)> {
     let ModelSource::HfDir(dir) = source else {
         return Err(ModelError::NotAModel {
             path: source.as_path().to_path_buf(),
@@ -114,9 +115,73 @@ pub fn load_bert(source: &ModelSource, device: &Device) -> Result<(BertModel, To
     let config = BertConfig::from_file(&required_file(dir, "config.json")?)?;
     let tokenizer = load_tokenizer_json(&required_file(dir, "tokenizer.json")?)?;
     let weights = SafetensorsWeights::open_dir(dir)?;
+    Ok((config, tokenizer, weights))
+}
+
+/// Loads a BERT encoder and its tokenizer from a Hugging Face directory.
+pub fn load_bert(source: &ModelSource, device: &Device) -> Result<(BertModel, Tokenizer)> {
+    let (config, tokenizer, weights) = bert_files(source)?;
     let model = BertModel::load(&config, &weights, device)?;
-    tracing::info!(path = %dir.display(), layers = config.num_hidden_layers, "loaded BERT");
+    tracing::info!(path = %source.as_path().display(), layers = config.num_hidden_layers, "loaded BERT");
     Ok((model, tokenizer))
+}
+
+/// Loads a `BertForSequenceClassification` directory (encoder and `classifier` head, such as
+/// one `lora merge` wrote) with its tokenizer and config (whose `id2label` names the labels).
+pub fn load_bert_classifier(
+    source: &ModelSource,
+    device: &Device,
+) -> Result<(BertForSequenceClassification, Tokenizer, BertConfig)> {
+    let (config, tokenizer, weights) = bert_files(source)?;
+    let model = BertForSequenceClassification::load(&config, &weights, device)?;
+    tracing::info!(path = %source.as_path().display(), labels = model.num_labels(), "loaded BERT classifier");
+    Ok((model, tokenizer, config))
+}
+
+/// The `config.json` of a Hugging Face directory (`None` for a GGUF file).
+pub fn read_bert_config(source: &ModelSource) -> Result<Option<BertConfig>> {
+    match source {
+        ModelSource::HfDir(dir) => {
+            BertConfig::from_file(&required_file(dir, "config.json")?).map(Some)
+        }
+        ModelSource::Gguf(_) => Ok(None),
+    }
+}
+
+/// The text of the model's `tokenizer.json` as it is on disk (with its own padding and
+/// truncation presets), or, for a GGUF file, the rebuilt tokenizer serialised; plus the
+/// tokenizer side files ([`TOKENIZER_SIDE_FILES`]) the directory holds. A saved copy of the
+/// model tokenizes as the original does.
+pub fn tokenizer_files(
+    source: &ModelSource,
+    tokenizer: &Tokenizer,
+) -> Result<(String, NamedFiles)> {
+    match source {
+        ModelSource::HfDir(dir) => {
+            let path = required_file(dir, "tokenizer.json")?;
+            let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+            let mut side = Vec::new();
+            for name in TOKENIZER_SIDE_FILES {
+                let path = dir.join(name);
+                if path.is_file() {
+                    side.push((
+                        name.to_string(),
+                        std::fs::read(&path).map_err(io_error(&path))?,
+                    ));
+                }
+            }
+            Ok((text, side))
+        }
+        ModelSource::Gguf(_) => {
+            let text = tokenizer
+                .to_string(true)
+                .map_err(|e| ModelError::Tokenizer {
+                    context: "serialising the tokenizer".into(),
+                    reason: e.to_string(),
+                })?;
+            Ok((text, Vec::new()))
+        }
+    }
 }
 
 /// Loads a Llama decoder and its tokenizer from a Hugging Face directory or a GGUF file

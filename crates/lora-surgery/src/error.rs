@@ -63,6 +63,9 @@ pub enum SurgeryError {
         /// The operating-system or format error.
         reason: String,
     },
+    /// An error from the model crate (reading or writing model files).
+    #[error(transparent)]
+    Model(#[from] lora_models::ModelError),
     /// An error from the LoRA layer (unknown adapter, merge state, invalid config).
     #[error(transparent)]
     Lora(#[from] lora_core::LoraError),

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Tensor, TensorData};
 use lora_core::{LoraAdapter, LoraConfig, LoraInit};
+use lora_models::export::{
+    NamedHostTensors, SaveDtype, host_tensor, safetensors_bytes, write_atomic,
+};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde_json::{Map, Value, json};
 
@@ -82,6 +85,18 @@ fn is_neutral(field: &str, value: &Value) -> bool {
 }
 
 impl PeftConfig {
+    /// A config for `lora` on the modules `targets` selects, with no task type, base model or
+    /// `modules_to_save` (set the public fields for those).
+    pub fn new(targets: TargetSpec, lora: LoraConfig) -> Self {
+        Self {
+            targets,
+            lora,
+            task_type: None,
+            base_model: None,
+            modules_to_save: Vec::new(),
+        }
+    }
+
     /// Reads and checks an `adapter_config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| SurgeryError::Io {
@@ -322,11 +337,22 @@ fn apply_adapter<M: Adaptable>(
     name: &str,
 ) -> Result<LoadedAdapter> {
     let weights_path = weights_path.to_path_buf();
+    let for_base = base_model_hint(&config);
     let mismatch = |reason: String| SurgeryError::Mismatch {
         path: weights_path.clone(),
-        reason,
+        reason: format!("{reason}{for_base}"),
     };
-    let report = plan(model, &config.targets, &config.lora)?;
+    let report = plan(model, &config.targets, &config.lora).map_err(|e| match e {
+        SurgeryError::NothingMatched { targets, available } => SurgeryError::Mismatch {
+            path: weights_path.clone(),
+            reason: format!(
+                "it targets {targets}, which matches none of this model's layers{for_base}; \
+                 the model's linear layers are:\n  {}",
+                available.join("\n  ")
+            ),
+        },
+        other => other,
+    })?;
     let mut missing = Vec::new();
     for planned in &report.targeted {
         for factor in ["lora_A", "lora_B"] {
@@ -417,6 +443,16 @@ fn apply_adapter<M: Adaptable>(
     })
 }
 
+/// ` (the adapter was made for base model 'X')`, from `base_model_name_or_path`, to end a
+/// mismatch message: the usual cause is an adapter for another base.
+fn base_model_hint(config: &PeftConfig) -> String {
+    config
+        .base_model
+        .as_deref()
+        .map(|b| format!(" (the adapter was made for base model '{b}')"))
+        .unwrap_or_default()
+}
+
 /// Whether `module` is one of `modules_to_save` (equal, or a dotted suffix, as PEFT matches).
 fn is_saved_module(config: &PeftConfig, module: &str) -> bool {
     config
@@ -476,6 +512,15 @@ pub fn load_seq_cls_adapter(
 ) -> Result<(lora_models::BertForSequenceClassification, LoadedAdapter)> {
     let config = PeftConfig::from_file(&dir.join("adapter_config.json"))?;
     let (weights_path, tensors) = read_adapter_tensors(dir)?;
+    if let Some(task) = config.task_type.as_deref().filter(|t| *t != "SEQ_CLS") {
+        return Err(SurgeryError::Mismatch {
+            path: weights_path,
+            reason: format!(
+                "it is a {task} adapter; a BERT encoder takes a SEQ_CLS adapter{}",
+                base_model_hint(&config)
+            ),
+        });
+    }
     let (Some((shape, w)), Some((_, b))) = (
         tensors.get("classifier.weight"),
         tensors.get("classifier.bias"),
@@ -524,45 +569,28 @@ pub fn save_adapter<M: Adaptable>(
         path: dir.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    let f32_bytes = |data: TensorData| -> Vec<u8> {
-        data.try_to_vec::<f32>()
-            .expect("adapter tensors are f32")
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect()
-    };
+    let mut tensors: NamedHostTensors = Vec::new();
     for (module, linear) in model.linears_mut() {
         if let Ok(adapter) = linear.adapter(name) {
-            let a = adapter.lora_a.val().transpose(); // [r, in]
-            let b = adapter.lora_b.val().transpose(); // [out, r]
-            let (a_dims, b_dims) = (a.dims().to_vec(), b.dims().to_vec());
+            // PyTorch's orientation: lora_A [r, in], lora_B [out, r].
             tensors.push((
                 format!("{KEY_PREFIX}{module}.lora_A.weight"),
-                a_dims,
-                f32_bytes(a.into_data()),
+                host_tensor(adapter.lora_a.val().transpose())?,
             ));
             tensors.push((
                 format!("{KEY_PREFIX}{module}.lora_B.weight"),
-                b_dims,
-                f32_bytes(b.into_data()),
+                host_tensor(adapter.lora_b.val().transpose())?,
             ));
         }
         if let Some(copy) = linear.saved_copies.iter().find(|c| c.name == name) {
-            let w = copy.weight.val().transpose(); // [out, in]
-            let w_dims = w.dims().to_vec();
             tensors.push((
                 format!("{KEY_PREFIX}{module}.weight"),
-                w_dims,
-                f32_bytes(w.into_data()),
+                host_tensor(copy.weight.val().transpose())?,
             ));
             if let Some(bias) = &copy.bias {
-                let b = bias.val();
-                let dims = b.dims().to_vec();
                 tensors.push((
                     format!("{KEY_PREFIX}{module}.bias"),
-                    dims,
-                    f32_bytes(b.into_data()),
+                    host_tensor(bias.val())?,
                 ));
             }
         }
@@ -577,13 +605,7 @@ pub fn save_adapter<M: Adaptable>(
         let biases = selected_biases(model, config.targets.bias, &targeted);
         for (bias_name, bias) in model.biases_mut() {
             if biases.contains(&bias_name) {
-                let value = bias.val();
-                let dims = value.dims().to_vec();
-                tensors.push((
-                    format!("{KEY_PREFIX}{bias_name}"),
-                    dims,
-                    f32_bytes(value.into_data()),
-                ));
+                tensors.push((format!("{KEY_PREFIX}{bias_name}"), host_tensor(bias.val())?));
             }
         }
     }
@@ -593,46 +615,16 @@ pub fn save_adapter<M: Adaptable>(
             known: crate::adapters::adapter_names(model),
         }));
     }
-    let views: Vec<(String, TensorView<'_>)> = tensors
-        .iter()
-        .map(|(k, s, b)| {
-            (
-                k.clone(),
-                TensorView::new(Dtype::F32, s.clone(), b).expect("shape matches the data"),
-            )
-        })
-        .collect();
-    let metadata = Some(std::collections::HashMap::from([(
-        "format".to_string(),
-        "pt".to_string(),
-    )]));
-    let bytes = safetensors::serialize(views, metadata).map_err(|e| SurgeryError::Io {
-        action: "serialising",
-        path: dir.join("adapter_model.safetensors"),
-        reason: e.to_string(),
-    })?;
-    write_atomic(&dir.join("adapter_model.safetensors"), &bytes)?;
+    let weights_path = dir.join("adapter_model.safetensors");
+    write_atomic(
+        &weights_path,
+        &safetensors_bytes(&tensors, SaveDtype::F32, &weights_path)?,
+    )?;
     let json = serde_json::to_string_pretty(&config.to_json()).expect("JSON values serialise");
-    write_atomic(&dir.join("adapter_config.json"), json.as_bytes())
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a
-/// reader never sees a half-written file and an existing file survives a failed write.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |action: &'static str, path: PathBuf| {
-        move |e: std::io::Error| SurgeryError::Io {
-            action,
-            path,
-            reason: e.to_string(),
-        }
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io("writing", tmp.clone()))?;
-    std::fs::rename(&tmp, path).map_err(io("renaming into", path.to_path_buf()))
+    Ok(write_atomic(
+        &dir.join("adapter_config.json"),
+        json.as_bytes(),
+    )?)
 }
 
 #[cfg(test)]

@@ -258,6 +258,31 @@ impl CausalLmTask {
         Ok(Self { train, dev })
     }
 
+    /// A task that only evaluates: `documents` become the held-out blocks (there is nothing to
+    /// train on), for measuring a model's perplexity on a corpus.
+    pub fn for_evaluation(
+        tokenizer: &Tokenizer,
+        documents: &[String],
+        block_len: usize,
+        separator: Option<u32>,
+    ) -> Result<Self> {
+        let dev = token_blocks(tokenizer, documents, block_len, separator)?;
+        if dev.is_empty() {
+            return Err(TrainError::Config(format!(
+                "the corpus gives no block of {block_len} tokens (more text or a shorter block)"
+            )));
+        }
+        Ok(Self {
+            train: Vec::new(),
+            dev,
+        })
+    }
+
+    /// Number of held-out blocks.
+    pub fn dev_blocks(&self) -> usize {
+        self.dev.len()
+    }
+
     /// Number of training blocks.
     pub fn train_blocks(&self) -> usize {
         self.train.len()

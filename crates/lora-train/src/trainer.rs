@@ -714,8 +714,8 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
             "evals": outcome.state.evals,
             "best": outcome.state.best,
         });
-        lora_surgery::write_atomic(&self.out.join(METRICS_FILE), &to_json(&metrics)?)?;
-        lora_surgery::write_atomic(&self.out.join("summary.txt"), outcome.summary().as_bytes())?;
+        lora_models::write_atomic(&self.out.join(METRICS_FILE), &to_json(&metrics)?)?;
+        lora_models::write_atomic(&self.out.join("summary.txt"), outcome.summary().as_bytes())?;
         Ok(outcome)
     }
 }

@@ -25,13 +25,13 @@ struct Args {
     /// Full data, more epochs and seeds (meant for a GPU).
     #[arg(long)]
     full: bool,
-    /// Backend: flex, ndarray, wgpu, cuda[:N].
+    /// Backend: flex, ndarray, wgpu, cuda or cuda:N.
     #[arg(long)]
     device: Option<String>,
     /// Seeds, comma-separated.
     #[arg(long, value_delimiter = ',')]
     seeds: Option<Vec<u64>>,
-    /// Output directory (default: results/<preset>).
+    /// Output directory (default: results/PRESET).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Only these tables (comparison, ablation, latency, bbc), comma-separated.
