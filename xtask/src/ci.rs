@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 /// Backends the test build compiles in. `cuda` is only compile-checked (see `cuda_rows`).
-const TEST_FEATURES: &str = "flex,ndarray,wgpu";
+pub(crate) const TEST_FEATURES: &str = "flex,ndarray,wgpu";
 
 /// The outcome of one row of the backend matrix.
 enum Outcome {
@@ -122,6 +122,20 @@ pub fn run(args: &[String]) -> Result<()> {
         }),
     }
     rows.extend(cuda_rows(&root));
+    let started_interop = Instant::now();
+    let outcome = match crate::interop::run() {
+        Ok(()) => Outcome::Passed,
+        Err(e) => {
+            eprintln!("xtask: interop: {e:#}");
+            Outcome::Failed
+        }
+    };
+    rows.push(Row {
+        backend: "flex",
+        what: "transformers + PEFT load lora merge / export output",
+        outcome,
+        seconds: started_interop.elapsed().as_secs_f64(),
+    });
 
     print_matrix(&rows, started.elapsed().as_secs_f64());
     let failed: Vec<&str> = rows
@@ -205,10 +219,7 @@ pub fn experiment(args: &[String]) -> Result<()> {
         ],
         &[],
     )?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let binary = target.join("debug").join("lora-experiment");
+    let binary = target_dir(&root).join("debug").join("lora-experiment");
     if !binary.is_file() {
         bail!("{} was not built", binary.display());
     }
@@ -375,7 +386,7 @@ fn print_matrix(rows: &[Row], total: f64) {
     println!();
 }
 
-fn step(root: &Path, label: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+pub(crate) fn step(root: &Path, label: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     eprintln!("xtask: {label}: cargo {}", args.join(" "));
     let started = Instant::now();
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -395,7 +406,7 @@ fn step(root: &Path, label: &str, args: &[&str], env: &[(&str, &str)]) -> Result
     Ok(())
 }
 
-fn workspace_root() -> Result<PathBuf> {
+pub(crate) fn workspace_root() -> Result<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     Ok(manifest
         .parent()
@@ -403,7 +414,7 @@ fn workspace_root() -> Result<PathBuf> {
         .to_path_buf())
 }
 
-fn target_dir(root: &Path) -> PathBuf {
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))

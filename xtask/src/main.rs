@@ -6,9 +6,11 @@
 //!   (runs `lora-eval`'s `lora-experiment` binary; `--help` lists its options).
 //! - `cargo xtask bench`: criterion benchmarks.
 //! - `cargo xtask package [--allow-dirty]`: `cargo package` of every published crate, verified.
+//! - `cargo xtask interop`: transformers and PEFT load what `lora merge` / `lora export` write.
 //! - `cargo xtask fetch [NAME...]`: the pinned real assets, ahead of time.
 
 mod ci;
+mod interop;
 
 use std::process::ExitCode;
 
@@ -16,14 +18,16 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
-  ci           fmt --check, clippy -D warnings, rustdoc -D warnings, cargo package, then the
-               tests on every backend this machine can run
+  ci           fmt --check, clippy -D warnings, rustdoc -D warnings, cargo package, the tests
+               on every backend this machine can run, and the transformers/PEFT interop check
   experiment [--quick|--full] [--device D] [--seeds 1,2] [--only TABLES] [--out DIR] [--config F]
                the LoRA paper's tables on real data: methods compared, rank ablation,
                latency, bbc-news; writes results/<preset>/report.md (about 20 min on 2 cores)
   bench        criterion benchmarks: the LoRA layer, and model forward throughput
   package [--allow-dirty] [--no-verify]
                cargo package of every published crate, each built on its own
+  interop      transformers and PEFT (pip-installed into target/interop) load what lora merge
+               and lora export write, and agree with lora's outputs (also run by ci)
   fetch [--cache DIR] [NAME...]
                fetch the pinned real assets (minilm, smollm2, movie-sentiment, bbc-news)
 ";
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(&args[1..]),
         Some("bench") => ci::bench(&args[1..]),
         Some("package") => ci::package(&args[1..]),
+        Some("interop") => interop::run(),
         Some("fetch") => ci::fetch(&args[1..]),
         Some("experiment") => ci::experiment(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
