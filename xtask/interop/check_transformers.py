@@ -3,9 +3,11 @@ and compares their outputs with lora-burn's (`lora predict --json`).
 
 Usage: check_transformers.py WORK_DIR MINILM_DIR. WORK_DIR holds `merged/` (a MiniLM sentiment
 classifier), `exported/` (its LoRA adapter, PEFT format), `merged-lm/` (SmolLM2 with PEFT's
-adapter merged), and `ours_cls.json` / `ours_lm.json` (lora's predictions). Exits non-zero when a
+adapter merged), `ours_cls.json` / `ours_lm.json` (lora's predictions), and `corpus.txt` with
+`ours_ppl.json` (lora eval's perplexity of the merged LM on it). Exits non-zero when a
 difference exceeds its tolerance."""
 import json
+import math
 import os
 import sys
 
@@ -60,6 +62,26 @@ lm_model = AutoModelForCausalLM.from_pretrained("merged-lm").eval()
 with torch.no_grad():
     last = lm_model(ids).logits[0, -1]
 check("merged LlamaForCausalLM vs lora's last-position logits", (last - torch.tensor(lm["last_logits"])).abs().max().item(), 1e-3)
+
+# Perplexity: the same blocks as `lora eval` (documents joined by EOS, cut into 16-token
+# blocks, each scored on its own), computed with transformers.
+ppl = json.load(open("ours_ppl.json"))["metrics"]["perplexity"]
+eos = lm_model.config.eos_token_id
+eos = eos if isinstance(eos, int) else eos[0]
+stream = []
+for doc in open("corpus.txt").read().splitlines():
+    stream += lm_tokenizer(doc, add_special_tokens=False).input_ids + [eos]
+blocks = [stream[i : i + 16] for i in range(0, len(stream) - 15, 16)]
+nll, count = 0.0, 0
+for block in blocks:
+    ids = torch.tensor([block])
+    with torch.no_grad():
+        logp = torch.log_softmax(lm_model(ids).logits[0, :-1].double(), -1)
+    nll -= logp[torch.arange(len(block) - 1), ids[0, 1:]].sum().item()
+    count += len(block) - 1
+reference = math.exp(nll / count)
+print(f"perplexity: lora {ppl:.6g}, transformers {reference:.6g} ({len(blocks)} blocks)")
+check("lora eval perplexity vs transformers (relative)", abs(ppl - reference) / reference, 1e-4)
 
 if failures:
     print("FAILED:", "; ".join(failures))

@@ -108,6 +108,23 @@ pub fn run() -> Result<()> {
         "The capital of France is",
     ])?;
     std::fs::write(work.join("ours_lm.json"), lm)?;
+    // Perplexity on a small corpus (one document per line), in blocks of 16 tokens.
+    std::fs::write(
+        work.join("corpus.txt"),
+        "A gripping, beautifully acted film.\nThe plot was dull and the dialogue made me cringe \
+         for two hours.\nLoRA freezes the pre-trained weights and trains two small matrices.\n",
+    )?;
+    let ppl = lora_in(&[
+        "eval",
+        "--model",
+        "merged-lm",
+        "--file",
+        "corpus.txt",
+        "--max-len",
+        "16",
+        "--json",
+    ])?;
+    std::fs::write(work.join("ours_ppl.json"), ppl)?;
     // The base encoder's directory, for PEFT: where lora-data's cache keeps the minilm asset.
     let fetched = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
