@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 /// Backends the test build compiles in. `cuda` is only compile-checked (see `cuda_rows`).
-pub(crate) const TEST_FEATURES: &str = "flex,ndarray,wgpu";
+const TEST_FEATURES: &str = "flex,ndarray,wgpu";
 
 /// The outcome of one row of the backend matrix.
 enum Outcome {
@@ -206,8 +206,25 @@ pub fn bench(args: &[String]) -> Result<()> {
 /// changes Burn's feature set and recompiles it from scratch (15-20 minutes on 2 cores).
 pub fn experiment(args: &[String]) -> Result<()> {
     let root = workspace_root()?;
+    let binary = test_build_binary(&root, "lora-experiment")?;
+    eprintln!("xtask: {} {}", binary.display(), args.join(" "));
+    let status = Command::new(&binary)
+        .args(args)
+        .current_dir(&root)
+        .status()
+        .with_context(|| format!("running {}", binary.display()))?;
+    if !status.success() {
+        bail!("the experiment failed ({status})");
+    }
+    Ok(())
+}
+
+/// Runs the test build (`cargo test --workspace --features flex,ndarray,wgpu --no-run`, a no-op
+/// when it is current) and returns the path of one of the binaries it builds (`lora`,
+/// `lora-experiment`): running them this way never recompiles Burn for another feature set.
+pub(crate) fn test_build_binary(root: &Path, name: &str) -> Result<PathBuf> {
     step(
-        &root,
+        root,
         "build (the test build, shared with cargo xtask ci)",
         &[
             "test",
@@ -219,20 +236,11 @@ pub fn experiment(args: &[String]) -> Result<()> {
         ],
         &[],
     )?;
-    let binary = target_dir(&root).join("debug").join("lora-experiment");
+    let binary = target_dir(root).join("debug").join(name);
     if !binary.is_file() {
         bail!("{} was not built", binary.display());
     }
-    eprintln!("xtask: {} {}", binary.display(), args.join(" "));
-    let status = Command::new(&binary)
-        .args(args)
-        .current_dir(&root)
-        .status()
-        .with_context(|| format!("running {}", binary.display()))?;
-    if !status.success() {
-        bail!("the experiment failed ({status})");
-    }
-    Ok(())
+    Ok(binary)
 }
 
 /// Fetches assets through lora-data's own code (the `fetch` example), so xtask stays free of
@@ -386,7 +394,7 @@ fn print_matrix(rows: &[Row], total: f64) {
     println!();
 }
 
-pub(crate) fn step(root: &Path, label: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
+fn step(root: &Path, label: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     eprintln!("xtask: {label}: cargo {}", args.join(" "));
     let started = Instant::now();
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

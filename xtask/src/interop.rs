@@ -12,7 +12,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::ci::{TEST_FEATURES, step, target_dir, workspace_root};
+use crate::ci::{target_dir, test_build_binary, workspace_root};
 
 /// The versions the check was last run with.
 const PYTHON_PACKAGES: [&str; 3] = ["torch==2.15.0", "transformers==5.24.0", "peft==0.21.2"];
@@ -36,20 +36,7 @@ pub fn run() -> Result<()> {
                 .args(PYTHON_PACKAGES),
         )?;
     }
-    step(
-        &root,
-        "build (the test build, shared with cargo xtask ci)",
-        &[
-            "test",
-            "--workspace",
-            "--features",
-            TEST_FEATURES,
-            "--no-run",
-            "--quiet",
-        ],
-        &[],
-    )?;
-    let lora = target.join("debug").join("lora");
+    let lora = test_build_binary(&root, "lora")?;
     let work = target.join("interop").join("work");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
