@@ -243,19 +243,23 @@ pub(crate) fn test_build_binary(root: &Path, name: &str) -> Result<PathBuf> {
     Ok(binary)
 }
 
+/// `cargo` arguments that run lora-data's `fetch` example (asset names follow); it prints
+/// `NAME  PATH` per asset.
+pub(crate) const FETCH_EXAMPLE: [&str; 7] = [
+    "run",
+    "--quiet",
+    "-p",
+    "lora-data",
+    "--example",
+    "fetch",
+    "--",
+];
+
 /// Fetches assets through lora-data's own code (the `fetch` example), so xtask stays free of
 /// heavy dependencies.
 pub fn fetch(args: &[String]) -> Result<()> {
     let root = workspace_root()?;
-    let mut cmd_args = vec![
-        "run",
-        "--quiet",
-        "-p",
-        "lora-data",
-        "--example",
-        "fetch",
-        "--",
-    ];
+    let mut cmd_args = FETCH_EXAMPLE.to_vec();
     cmd_args.extend(args.iter().map(String::as_str));
     step(&root, "fetch assets", &cmd_args, &[])
 }

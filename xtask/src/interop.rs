@@ -12,7 +12,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::ci::{target_dir, test_build_binary, workspace_root};
+use crate::ci::{FETCH_EXAMPLE, target_dir, test_build_binary, workspace_root};
 
 /// The versions the check was last run with.
 const PYTHON_PACKAGES: [&str; 3] = ["torch==2.15.0", "transformers==5.24.0", "peft==0.21.2"];
@@ -114,16 +114,8 @@ pub fn run() -> Result<()> {
     std::fs::write(work.join("ours_ppl.json"), ppl)?;
     // The base encoder's directory, for PEFT: where lora-data's cache keeps the minilm asset.
     let fetched = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "lora-data",
-            "--example",
-            "fetch",
-            "--",
-            "minilm",
-        ])
+        .args(FETCH_EXAMPLE)
+        .arg("minilm")
         .current_dir(&root)
         .output()?;
     let minilm = String::from_utf8_lossy(&fetched.stdout)
