@@ -3,7 +3,7 @@
 //! reading fixture tensors.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
 
@@ -81,8 +81,12 @@ impl FixtureTensor {
 
 /// Every tensor of a fixture safetensors file (relative to [`fixtures_dir`]).
 pub fn read_fixture(relative: &str) -> BTreeMap<String, FixtureTensor> {
-    let path = fixtures_dir().join(relative);
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    read_safetensors(&fixtures_dir().join(relative))
+}
+
+/// Every tensor of a safetensors file (F32 or I64), by name.
+pub fn read_safetensors(path: &Path) -> BTreeMap<String, FixtureTensor> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let tensors = SafeTensors::deserialize(&bytes).expect("fixture is valid safetensors");
     tensors
         .tensors()

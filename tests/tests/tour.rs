@@ -4,11 +4,10 @@
 //! same merge for a Llama model (SmolLM2 with PEFT's adapter), whose tokenizer also goes
 //! through the saved `tokenizer.json`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use lora_tests::cli::{floats, json_of, lora, succeeded};
-use lora_tests::{FixtureTensor, fixtures_dir, max_abs_diff, read_fixture};
+use lora_tests::{fixtures_dir, max_abs_diff, read_fixture, read_safetensors};
 
 const TEXTS: [&str; 3] = [
     "A gripping, beautifully acted film.",
@@ -40,12 +39,6 @@ fn predicted_logits(model: &str, adapter: Option<&Path>) -> (Vec<f32>, Vec<Strin
         .map(|p| p["label"].as_str().expect("a label").to_string())
         .collect();
     (logits, labels)
-}
-
-fn tensors(file: &Path) -> BTreeMap<String, FixtureTensor> {
-    let relative = file.to_str().unwrap();
-    // read_fixture joins onto the fixtures directory; an absolute path replaces it.
-    read_fixture(relative)
 }
 
 #[test]
@@ -145,7 +138,7 @@ fn five_minute_tour_train_predict_eval_merge_export() {
     assert_eq!(config["id2label"]["1"], "positive");
     assert_eq!(config["label2id"]["negative"], 0);
     assert_eq!(config["num_hidden_layers"], 6);
-    let weights = tensors(&merged.join("model.safetensors"));
+    let weights = read_safetensors(&merged.join("model.safetensors"));
     assert_eq!(
         weights["bert.encoder.layer.0.attention.self.query.weight"].shape(),
         [384, 384]
@@ -189,8 +182,8 @@ fn five_minute_tour_train_predict_eval_merge_export() {
         "--out",
         path(&exported),
     ]));
-    let original = tensors(&run.join("adapter_model.safetensors"));
-    let again = tensors(&exported.join("adapter_model.safetensors"));
+    let original = read_safetensors(&run.join("adapter_model.safetensors"));
+    let again = read_safetensors(&exported.join("adapter_model.safetensors"));
     assert_eq!(
         original, again,
         "the exported adapter differs from the trained one"

@@ -6,12 +6,11 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use lora_models::{Architecture, BertForSequenceClassification, LlamaForCausalLM, ModelSource};
+use lora_surgery::ModulePattern;
 use lora_train::ADAPTER_NAME;
 
 /// The file beside an adapter that names the classifier's labels (`{"labels": [...]}`).
-pub const LABELS_FILE: &str = "labels.json";
-
-use lora_surgery::ModulePattern;
+const LABELS_FILE: &str = "labels.json";
 
 #[derive(Args)]
 pub struct ModelArgs {
