@@ -7,15 +7,16 @@ use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
 
-/// `../shared/fixtures` beside the repository (override with `LORA_BURN_FIXTURES`).
+/// The repository's conformance fixtures, `tests/fixtures` (written by `cargo xtask fixtures`;
+/// override with `LORA_BURN_FIXTURES`).
 pub fn fixtures_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("LORA_BURN_FIXTURES") {
         return PathBuf::from(dir);
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
     assert!(
         dir.is_dir(),
-        "conformance fixtures not found at {}; set LORA_BURN_FIXTURES",
+        "conformance fixtures not found at {} (regenerate them with `cargo xtask fixtures`)",
         dir.display()
     );
     dir
@@ -26,7 +27,7 @@ pub fn fixtures_dir() -> PathBuf {
 pub fn asset(name: &str) -> PathBuf {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    match lora_data::AssetCache::from_env().fetch(name) {
+    match lora_assets::AssetCache::from_env().fetch(name) {
         Ok(asset) => asset.main,
         Err(e) => panic!("cannot fetch asset '{name}': {e}"),
     }

@@ -1,7 +1,8 @@
 //! The built-in tasks read from the real assets, and tokenization with the real MiniLM tokenizer.
 
+use lora_assets::BuiltinTask;
 use lora_data::batching::{batch_order, collate, encode_batch, tokenize_examples};
-use lora_data::{BuiltinTask, SeededRng, TaskSplits};
+use lora_data::{SeededRng, TaskSplits};
 use lora_tests::asset;
 
 #[test]

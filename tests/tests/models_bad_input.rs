@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use lora_models::bert::BertConfig;
-use lora_models::{BertModel, ModelError, ModelSource, SafetensorsWeights, load_bert, load_llama};
+use lora_models::{
+    ConfigJson, Encoder, EncoderConfig, ModelError, ModelSource, SafetensorsWeights,
+    load_causal_lm, load_encoder,
+};
 use safetensors::{Dtype, tensor::TensorView};
 
 const CONFIG: &str = r#"{
@@ -72,11 +74,11 @@ fn write_safetensors(path: &Path, tensors: &BTreeMap<String, Vec<usize>>) {
     safetensors::serialize_to_file(views, None, path).unwrap();
 }
 
-fn load(dir: &Path) -> Result<BertModel, ModelError> {
+fn load(dir: &Path) -> Result<Encoder, ModelError> {
     let device = lora_core::select_device(None).unwrap();
-    let config = BertConfig::from_file(&dir.join("config.json"))?;
+    let config = EncoderConfig::from_config(ConfigJson::read(&dir.join("config.json"))?)?;
     let weights = SafetensorsWeights::open_dir(dir)?;
-    BertModel::load(&config, &weights, &device)
+    Encoder::load(&config, &weights, &device)
 }
 
 fn tiny_dir(tensors: &BTreeMap<String, Vec<usize>>, config: &str) -> tempfile::TempDir {
@@ -137,7 +139,7 @@ fn truncated_or_corrupted_safetensors_is_an_error() {
         std::fs::write(&file, &bytes[..cut]).unwrap();
         let e = load(dir.path()).unwrap_err();
         assert!(
-            matches!(e, ModelError::Safetensors { .. }),
+            matches!(e, ModelError::File(lora_core::IoError::Safetensors { .. })),
             "cut {cut}: {e}"
         );
         assert!(e.to_string().contains("model.safetensors"), "{e}");
@@ -219,16 +221,16 @@ fn a_malformed_config_is_named() {
 #[test]
 fn paths_without_a_model_are_errors() {
     let device = lora_core::select_device(None).unwrap();
-    let e = load_bert(&ModelSource::path("/nonexistent/model"), &device).unwrap_err();
+    let e = load_encoder(&ModelSource::path("/nonexistent/model"), &device).unwrap_err();
     assert!(
         e.to_string()
             .contains("no model found at /nonexistent/model"),
         "{e}"
     );
     let empty = tempfile::tempdir().unwrap();
-    let e = load_bert(&ModelSource::path(empty.path()), &device).unwrap_err();
+    let e = load_encoder(&ModelSource::path(empty.path()), &device).unwrap_err();
     assert!(e.to_string().contains("no config.json"), "{e}");
-    let e = load_llama(&ModelSource::path("/nonexistent/model.gguf"), &device).unwrap_err();
+    let e = load_causal_lm(&ModelSource::path("/nonexistent/model.gguf"), &device).unwrap_err();
     assert!(
         e.to_string()
             .contains("cannot read /nonexistent/model.gguf"),
@@ -262,7 +264,7 @@ fn an_unsupported_gguf_tensor_type_is_named_at_load() {
     let path = dir.path().join("patched.gguf");
     std::fs::write(&path, patched).unwrap();
     let device = lora_core::select_device(None).unwrap();
-    let e = load_llama(&ModelSource::path(&path), &device).unwrap_err();
+    let e = load_causal_lm(&ModelSource::path(&path), &device).unwrap_err();
     let msg = e.to_string();
     assert!(
         msg.contains("blk.0.ffn_down.weight") && msg.contains("Q6_K"),

@@ -1,10 +1,8 @@
 //! The models against Hugging Face transformers, on the real pre-trained weights (fetched through
-//! `lora-data`) and the reference outputs in `../shared/fixtures`.
+//! `lora-assets`) and the reference outputs in `tests/fixtures`.
 
 use burn::tensor::Tensor;
-use lora_models::{
-    BertInput, GenerationConfig, ModelSource, encode_batch, load_bert, load_llama, mean_pool,
-};
+use lora_models::{GenerationConfig, ModelSource, load_causal_lm, load_encoder, mean_pool};
 use lora_tests::{argmax, asset, fixture_sentences, max_abs_diff, read_fixture};
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -13,10 +11,10 @@ fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 lora_core::backend_test!(fn minilm_matches_transformers(device) {
     let fixture = read_fixture("bert_minilm/bert_minilm.safetensors");
-    let (model, tokenizer) = load_bert(&ModelSource::path(asset("minilm")), &device).unwrap();
+    let (model, tokenizer) = load_encoder(&ModelSource::path(asset("minilm")), &device).unwrap();
     let sentences = fixture_sentences();
     let texts: Vec<(&str, Option<&str>)> = sentences.iter().map(|s| (s.as_str(), None)).collect();
-    let batch = encode_batch(&tokenizer, &texts, 0).unwrap();
+    let batch = lora_data::encode_batch(&tokenizer, &texts, 0).unwrap();
 
     // Tokenization: ids, mask and token types equal, padded right to the longest sentence.
     assert_eq!([batch.batch, batch.seq], [4, 17]);
@@ -24,7 +22,7 @@ lora_core::backend_test!(fn minilm_matches_transformers(device) {
     assert_eq!(batch.attention_mask, fixture["attention_mask"].i64());
     assert_eq!(batch.token_type_ids, fixture["token_type_ids"].i64());
 
-    let input = BertInput::from_encoded(&batch, &device).unwrap();
+    let input = lora_train::token_batch(&batch, &device).unwrap();
     let hidden = model.forward(&input).unwrap();
     let ours = to_vec(hidden.clone());
     let theirs = fixture["last_hidden_state"].f32();
@@ -58,14 +56,14 @@ lora_core::backend_test!(fn smollm2_gguf_matches_transformers(device) {
         &std::fs::read_to_string(lora_tests::fixtures_dir().join("smollm2/inputs.json")).unwrap(),
     )
     .unwrap();
-    let (model, tokenizer) = load_llama(&ModelSource::path(asset("smollm2")), &device).unwrap();
+    let (model, tokenizer) = load_causal_lm(&ModelSource::path(asset("smollm2")), &device).unwrap();
     for (i, prompt) in inputs["prompts"].as_array().unwrap().iter().enumerate() {
         let prompt = prompt.as_str().unwrap();
         let ids: Vec<u32> = tokenizer.encode(prompt, false).unwrap().get_ids().to_vec();
         let expected: Vec<i64> = fixture[&format!("prompt{i}.input_ids")].i64().to_vec();
         assert_eq!(ids.iter().map(|&t| t as i64).collect::<Vec<_>>(), expected, "prompt {i} ids");
 
-        let logits = model.forward(lora_models::llama::ids_tensor(&ids, &device)).unwrap();
+        let logits = model.forward(lora_models::decoder::ids_tensor(&ids, &device)).unwrap();
         let [_, seq, vocab] = logits.dims();
         let all = to_vec(logits);
         let last = &all[(seq - 1) * vocab..];
@@ -87,7 +85,7 @@ lora_core::backend_test!(fn smollm2_gguf_matches_transformers(device) {
     // The KV cache changes nothing: re-running the whole sequence each step picks the same tokens.
     let mut ids = prompt.get_ids().to_vec();
     for _ in 0..out.len() {
-        let logits = model.forward(lora_models::llama::ids_tensor(&ids, &device)).unwrap();
+        let logits = model.forward(lora_models::decoder::ids_tensor(&ids, &device)).unwrap();
         let [_, seq, vocab] = logits.dims();
         let all = to_vec(logits);
         ids.push(argmax(&all[(seq - 1) * vocab..]) as u32);

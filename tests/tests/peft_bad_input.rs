@@ -4,15 +4,15 @@
 
 use std::path::Path;
 
-use lora_models::{BertForSequenceClassification, ModelSource, load_bert};
+use lora_models::{EncoderForSequenceClassification, ModelSource, load_encoder};
 use lora_surgery::{SurgeryError, load_adapter};
 use lora_tests::{asset, fixtures_dir};
 use safetensors::{SafeTensors, tensor::TensorView};
 
-fn model() -> BertForSequenceClassification {
+fn model() -> EncoderForSequenceClassification {
     let device = lora_core::select_device(None).unwrap();
-    let (bert, _) = load_bert(&ModelSource::path(asset("minilm")), &device).unwrap();
-    BertForSequenceClassification::new(bert, 2, None, &device).unwrap()
+    let (bert, _) = load_encoder(&ModelSource::path(asset("minilm")), &device).unwrap();
+    EncoderForSequenceClassification::new(bert, 2, None, &device).unwrap()
 }
 
 /// A copy of PEFT's seq-cls adapter with its tensors edited by `edit` and its config by `config`.
@@ -75,7 +75,8 @@ fn missing_and_unexpected_keys_are_named() {
         "{msg}"
     );
     assert!(
-        msg.contains("missing keys") && msg.contains("unexpected keys"),
+        msg.contains("1 tensor(s) the config implies are missing")
+            && msg.contains("1 tensor(s) fit no targeted module or modules_to_save entry"),
         "{msg}"
     );
 }

@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
-use lora_models::{BertForSequenceClassification, BertInput, ModelSource, load_bert, load_llama};
+use lora_models::{
+    EncoderForSequenceClassification, ModelSource, TokenBatch, load_causal_lm, load_encoder,
+};
 use lora_surgery::{load_adapter, save_adapter};
 use lora_tests::{asset, fixtures_dir, max_abs_diff, read_fixture};
 
@@ -33,7 +35,7 @@ fn classifier(device: &burn::tensor::Device) -> (Tensor<2>, Tensor<1>) {
 lora_core::backend_test!(fn peft_seq_cls_adapter_matches_peft(device) {
     let logits = read_fixture("peft_bert_seqcls/logits.safetensors");
     let shape = [4, 17];
-    let input = BertInput::from_ids(
+    let input = TokenBatch::from_ids(
         logits["input_ids"].i64().to_vec(),
         logits["attention_mask"].i64().to_vec(),
         logits["token_type_ids"].i64().to_vec(),
@@ -41,8 +43,8 @@ lora_core::backend_test!(fn peft_seq_cls_adapter_matches_peft(device) {
         &device,
     )
     .unwrap();
-    let (bert, _) = load_bert(&ModelSource::path(asset("minilm")), &device).unwrap();
-    let mut model = BertForSequenceClassification::new(bert, 2, Some(classifier(&device)), &device).unwrap();
+    let (bert, _) = load_encoder(&ModelSource::path(asset("minilm")), &device).unwrap();
+    let mut model = EncoderForSequenceClassification::new(bert, 2, Some(vec![classifier(&device)]), &device).unwrap();
 
     // (iii) Without the adapter: the base encoder and the initial head.
     let disabled = to_vec(model.forward(&input).unwrap());
@@ -52,7 +54,7 @@ lora_core::backend_test!(fn peft_seq_cls_adapter_matches_peft(device) {
     let dir = fixture_path("peft_bert_seqcls/adapter");
     let loaded = load_adapter(&mut model, &dir, "default").unwrap();
     // The classifier is saved in full (modules_to_save) and replaces the head while active.
-    assert_eq!(loaded.saved_modules["classifier.weight"].0, vec![2, 384]);
+    assert_eq!(loaded.saved_modules["classifier.weight"].shape, vec![2, 384]);
     assert_eq!(model.classifier.saved_copy_names(), vec!["default".to_string()]);
 
     // Resolved r / alpha / scaling per module, as PEFT resolved them.
@@ -83,7 +85,7 @@ lora_core::backend_test!(fn peft_seq_cls_adapter_matches_peft(device) {
 
     // Saving gives back PEFT's tensors bit for bit, under the same keys.
     let out = tempfile::tempdir().unwrap();
-    save_adapter(&mut model, "default", &loaded.config, out.path()).unwrap();
+    save_adapter(&model, "default", &loaded.config, out.path()).unwrap();
     let original = std::fs::read(dir.join("adapter_model.safetensors")).unwrap();
     let written = std::fs::read(out.path().join("adapter_model.safetensors")).unwrap();
     let original = safetensors::SafeTensors::deserialize(&original).unwrap();
@@ -105,26 +107,26 @@ lora_core::backend_test!(fn peft_seq_cls_adapter_matches_peft(device) {
     assert_eq!(back, loaded.config, "the written config has the same semantics");
 
     // A bare encoder takes its head and label count from the adapter, and gives the same logits.
-    let (bert, _) = load_bert(&ModelSource::path(asset("minilm")), &device).unwrap();
-    let (bare, _) = lora_surgery::load_seq_cls_adapter(bert, &dir, "default").unwrap();
+    let (bert, _) = load_encoder(&ModelSource::path(asset("minilm")), &device).unwrap();
+    let (bare, _) = lora_models::load_seq_cls_adapter(bert, &dir, "default").unwrap();
     assert_eq!(bare.num_labels(), 2);
     assert!(max_abs_diff(&to_vec(bare.forward(&input).unwrap()), &active) < 1e-6);
 
     // (ii) Merged, through merge_and_unload: a plain model with PEFT's merged logits.
     lora_surgery::merge_and_unload(&mut model).unwrap();
-    assert!(lora_surgery::adapter_names(&mut model).is_empty());
+    assert!(lora_surgery::adapter_names(&model).is_empty());
     let merged = to_vec(model.forward(&input).unwrap());
     let diff = max_abs_diff(&merged, logits["logits_merged"].f32());
     assert!(diff < 1e-4, "merged logits differ by {diff}");
     let probe = read_fixture("peft_bert_seqcls/merged_weights_probe.safetensors");
-    let ours = to_vec(model.bert.layers[0].query.weight.val().transpose());
+    let ours = to_vec(model.encoder.layers[0].query.weight.val().transpose());
     let diff = max_abs_diff(&ours, probe["bert.encoder.layer.0.attention.self.query.weight"].f32());
     assert!(diff < 1e-6, "merged query weight differs by {diff}");
 });
 
 lora_core::backend_test!(fn peft_causal_lm_adapter_matches_peft(device) {
     let fixture = read_fixture("smollm2/smollm2.safetensors");
-    let (mut model, _) = load_llama(&ModelSource::path(asset("smollm2")), &device).unwrap();
+    let (mut model, _) = load_causal_lm(&ModelSource::path(asset("smollm2")), &device).unwrap();
     let loaded = load_adapter(&mut model, &fixture_path("smollm2/adapter"), "default").unwrap();
     assert_eq!(loaded.report.targeted.len(), 60);
     assert!(loaded.report.targeted.iter().all(|p| p.scaling == 2.0));
@@ -132,7 +134,7 @@ lora_core::backend_test!(fn peft_causal_lm_adapter_matches_peft(device) {
         fixture[&format!("prompt{i}.input_ids")].i64().iter().map(|&t| t as u32).collect()
     };
     for i in 0..2 {
-        let ids = lora_models::llama::ids_tensor(&prompts(i), &device);
+        let ids = lora_models::decoder::ids_tensor(&prompts(i), &device);
         let mut cache = lora_models::KvCache::new();
         let last = to_vec(model.forward_cached(ids, &mut cache).unwrap());
         let diff = max_abs_diff(&last, fixture[&format!("prompt{i}.lora_last_logits")].f32());
@@ -142,7 +144,7 @@ lora_core::backend_test!(fn peft_causal_lm_adapter_matches_peft(device) {
         linear.merge_all().unwrap();
     }
     for i in 0..2 {
-        let ids = lora_models::llama::ids_tensor(&prompts(i), &device);
+        let ids = lora_models::decoder::ids_tensor(&prompts(i), &device);
         let mut cache = lora_models::KvCache::new();
         let last = to_vec(model.forward_cached(ids, &mut cache).unwrap());
         let diff = max_abs_diff(&last, fixture[&format!("prompt{i}.merged_last_logits")].f32());

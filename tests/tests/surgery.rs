@@ -87,13 +87,13 @@ lora_core::backend_test!(fn derive_names_modules_like_pytorch(device) {
 
     // all-linear leaves the output head out.
     let all = TargetSpec { target_modules: Some(ModulePattern::Regex("all-linear".into())), ..Default::default() };
-    let report = lora_surgery::plan(&mut model, &all, &LoraConfig::new(2)).unwrap();
+    let report = lora_surgery::plan(&model, &all, &LoraConfig::new(2)).unwrap();
     assert_eq!(report.targeted.len(), 5);
     assert_eq!(report.left_out, vec!["head".to_string()]);
 
     // The dry run changes nothing; nothing matching is an error listing the real names.
     assert_eq!(ParamCount::of(&model).trainable, 0);
-    let e = lora_surgery::plan(&mut model, &spec(&["q_proj"]), &LoraConfig::new(2)).unwrap_err();
+    let e = lora_surgery::plan(&model, &spec(&["q_proj"]), &LoraConfig::new(2)).unwrap_err();
     assert!(matches!(e, SurgeryError::NothingMatched { .. }));
     assert!(e.to_string().contains("layers.1.self_attn.v"), "{e}");
 
@@ -115,7 +115,7 @@ lora_core::backend_test!(fn several_adapters_on_one_model(device) {
     let base = model.forward(x.clone());
     lora_surgery::inject(&mut model, "a", &spec(&["q"]), &random_config(2)).unwrap();
     lora_surgery::inject(&mut model, "b", &spec(&["v", "ffn"]), &random_config(3)).unwrap();
-    assert_eq!(lora_surgery::adapter_names(&mut model), vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(lora_surgery::adapter_names(&model), vec!["a".to_string(), "b".to_string()]);
     let both = model.forward(x.clone());
     assert!(max_abs_diff(both.clone(), base.clone()) > 1e-3);
 
@@ -138,7 +138,7 @@ lora_core::backend_test!(fn several_adapters_on_one_model(device) {
     assert!(cost < 1e-5 * (1.0 + max_abs(both.clone())), "merge cost {cost}");
     let mut plain = model.clone();
     lora_surgery::merge_and_unload(&mut plain).unwrap();
-    assert!(lora_surgery::adapter_names(&mut plain).is_empty());
+    assert!(lora_surgery::adapter_names(&plain).is_empty());
     assert!(max_abs_diff(plain.forward(x.clone()), both.clone()) < 1e-5);
 
     // unload returns the base model exactly.
@@ -212,15 +212,15 @@ lora_core::backend_test!(fn bias_modes_train_save_and_load_biases(device) {
     let report = lora_surgery::inject(&mut model, "default", &s, &config).unwrap();
     // Adapters plus the biases of the two adapted `q` layers.
     assert_eq!(ParamCount::of(&model).trainable, report.added_params + 2 * 8);
-    let selected = lora_surgery::selected_biases(&mut model, BiasMode::LoraOnly, &["layers.0.self_attn.q".into(), "layers.1.self_attn.q".into()]);
+    let selected = lora_surgery::selected_biases(&model, BiasMode::LoraOnly, &["layers.0.self_attn.q".into(), "layers.1.self_attn.q".into()]);
     assert_eq!(selected, vec!["layers.0.self_attn.q.bias", "layers.1.self_attn.q.bias"]);
 
     // A "trained" bias is saved with the adapter and restored on load.
     let trained = Tensor::<1>::random([8], Distribution::Uniform(-1.0, 1.0), &device);
     model.layers[0].attention.q.bias = Some(lora_core::burn::module::Param::from_tensor(trained.clone()));
-    let peft = PeftConfig { targets: s.clone(), lora: config, task_type: None, base_model: None, modules_to_save: Vec::new() };
+    let peft = PeftConfig::new(s.clone(), config);
     let dir = tempfile::tempdir().unwrap();
-    lora_surgery::save_adapter(&mut model, "default", &peft, dir.path()).unwrap();
+    lora_surgery::save_adapter(&model, "default", &peft, dir.path()).unwrap();
     let back = PeftConfig::from_file(&dir.path().join("adapter_config.json")).unwrap();
     assert_eq!(back.targets.bias, BiasMode::LoraOnly);
     let mut fresh = model.clone();
@@ -236,14 +236,14 @@ lora_core::backend_test!(fn bias_modes_train_save_and_load_biases(device) {
 #[test]
 fn bias_all_covers_bert_layer_norms_by_their_hugging_face_names() {
     let device = lora_core::select_device(None).unwrap();
-    let (bert, _) = lora_models::load_bert(
+    let (bert, _) = lora_models::load_encoder(
         &lora_models::ModelSource::path(lora_tests::asset("minilm")),
         &device,
     )
     .unwrap();
-    let mut model =
-        lora_models::BertForSequenceClassification::new(bert, 2, None, &device).unwrap();
-    let all = lora_surgery::selected_biases(&mut model, lora_surgery::BiasMode::All, &[]);
+    let model =
+        lora_models::EncoderForSequenceClassification::new(bert, 2, None, &device).unwrap();
+    let all = lora_surgery::selected_biases(&model, lora_surgery::BiasMode::All, &[]);
     // 6 layers × (6 linear biases + 2 LayerNorm biases) + embeddings LayerNorm + pooler + classifier.
     assert_eq!(all.len(), 6 * 8 + 3);
     assert!(all.contains(&"bert.encoder.layer.0.attention.output.LayerNorm.bias".to_string()));

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::Device;
-use lora_data::{BuiltinTask, TaskSplits};
-use lora_models::{BertModel, ModelSource, load_bert, load_llama};
+use lora_assets::BuiltinTask;
+use lora_data::TaskSplits;
+use lora_models::{Encoder, ModelSource, load_causal_lm, load_encoder};
 use lora_tests::asset;
 use lora_train::{
     CausalLmTask, ClassificationTask, Method, StopReason, TrainConfig, TrainError, TrainTask,
@@ -29,8 +30,8 @@ fn device() -> Device {
     lora_core::select_device(Some("flex")).unwrap().autodiff()
 }
 
-fn minilm(device: &Device) -> (BertModel, Tokenizer) {
-    load_bert(&ModelSource::path(asset("minilm")), device).unwrap()
+fn minilm(device: &Device) -> (Encoder, Tokenizer) {
+    load_encoder(&ModelSource::path(asset("minilm")), device).unwrap()
 }
 
 fn movie(train: usize, dev: usize) -> TaskSplits {
@@ -91,7 +92,8 @@ fn trainable_parameter_counts_match_closed_forms() {
 fn short_run(method: Method, lr: f64, steps: usize, dir: &Path) -> (f64, f64) {
     let device = device();
     let (bert, tokenizer) = minilm(&device);
-    let task = ClassificationTask::new(&tokenizer, &movie(steps * 16, 96), 48, 0).unwrap();
+    let task: ClassificationTask =
+        ClassificationTask::new(&tokenizer, &movie(steps * 16, 96), 48, 0).unwrap();
     let config = TrainConfig {
         epochs: 1,
         lr: Some(lr),
@@ -151,11 +153,11 @@ fn a_killed_run_resumes_and_ends_with_the_same_metrics() {
     let device = device();
     let (bert, tokenizer) = minilm(&device);
     // 96 examples in batches of 16: 6 steps per epoch, 12 in all.
-    let task = ClassificationTask::new(&tokenizer, &movie(96, 64), 48, 0).unwrap();
+    let task: ClassificationTask =
+        ClassificationTask::new(&tokenizer, &movie(96, 64), 48, 0).unwrap();
     let config = resumable_config();
-    let prepare = |bert: BertModel| {
-        prepare_classifier(bert, 2, &config.method, config.seed, &device).unwrap()
-    };
+    let prepare =
+        |bert: Encoder| prepare_classifier(bert, 2, &config.method, config.seed, &device).unwrap();
 
     let whole_dir = tempfile::tempdir().unwrap();
     let whole = Trainer::new(&task, config.clone(), whole_dir.path())
@@ -217,8 +219,8 @@ fn a_killed_run_resumes_and_ends_with_the_same_metrics() {
         final_a.keys().collect::<Vec<_>>(),
         final_b.keys().collect::<Vec<_>>()
     );
-    for (k, (_, a)) in &final_a {
-        let diff = lora_tests::max_abs_diff(a, &final_b[k].1);
+    for (k, a) in &final_a {
+        let diff = lora_tests::max_abs_diff(&a.data, &final_b[k].data);
         assert!(diff < 1e-5, "{k}: {diff}");
     }
 
@@ -226,7 +228,7 @@ fn a_killed_run_resumes_and_ends_with_the_same_metrics() {
     // trained model's dev metrics.
     let (bert, _) = minilm(&device);
     let (loaded, _) =
-        lora_surgery::load_seq_cls_adapter(bert.valid(), dir.path(), "default").unwrap();
+        lora_models::load_seq_cls_adapter(bert.valid(), dir.path(), "default").unwrap();
     let dev = tokenized_dev(&tokenizer, 64);
     let from_files = lora_train::evaluate_classifier(&loaded, &dev, 2, 0, 32).unwrap();
     let in_memory =
@@ -247,7 +249,8 @@ fn a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
     let _serial = serial();
     let device = device();
     let (bert, tokenizer) = minilm(&device);
-    let task = ClassificationTask::new(&tokenizer, &movie(64, 16), 48, 0).unwrap();
+    let task: ClassificationTask =
+        ClassificationTask::new(&tokenizer, &movie(64, 16), 48, 0).unwrap();
     let config = TrainConfig {
         epochs: 1,
         lr: Some(1e38),
@@ -285,13 +288,19 @@ fn a_diverging_run_stops_with_a_clear_error_and_keeps_the_last_checkpoint() {
 fn lora_lowers_smollm2_perplexity_on_movie_reviews() {
     let _serial = serial();
     let device = device();
-    let (llama, tokenizer) = load_llama(&ModelSource::path(asset("smollm2")), &device).unwrap();
+    let (llama, tokenizer) = load_causal_lm(&ModelSource::path(asset("smollm2")), &device).unwrap();
     let data = movie(80, 24);
     let docs =
         |split: &[lora_data::Example]| split.iter().map(|e| e.text.clone()).collect::<Vec<_>>();
-    let eos = llama.config().eos_ids().first().copied();
-    let task =
-        CausalLmTask::new(&tokenizer, &docs(&data.train), &docs(&data.dev), 32, eos).unwrap();
+    let eos = llama.config().eos_token_ids.first().copied();
+    let task = CausalLmTask::<lora_models::DecoderForCausalLM>::new(
+        &tokenizer,
+        &docs(&data.train),
+        &docs(&data.dev),
+        32,
+        eos,
+    )
+    .unwrap();
     let config = TrainConfig {
         epochs: 1,
         batch_size: 4,
@@ -312,7 +321,7 @@ fn lora_lowers_smollm2_perplexity_on_movie_reviews() {
     assert!(after < 0.9 * before, "dev perplexity {before} -> {after}");
     let adapter =
         lora_surgery::PeftConfig::from_file(&dir.path().join("adapter_config.json")).unwrap();
-    assert_eq!(adapter.task_type.as_deref(), Some("CAUSAL_LM"));
+    assert_eq!(adapter.task_type, Some(lora_surgery::TaskType::CausalLm));
 }
 
 #[test]
@@ -320,7 +329,8 @@ fn step_evaluations_keep_the_best_weights_and_stop_early() {
     let _serial = serial();
     let device = device();
     let (bert, tokenizer) = minilm(&device);
-    let task = ClassificationTask::new(&tokenizer, &movie(96, 32), 32, 0).unwrap();
+    let task: ClassificationTask =
+        ClassificationTask::new(&tokenizer, &movie(96, 32), 32, 0).unwrap();
     // A learning rate so small that the dev accuracy cannot change: the first evaluation is the
     // best, and with patience 1 the second one ends the run.
     let config = TrainConfig {

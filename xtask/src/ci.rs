@@ -150,9 +150,10 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 /// The crates that are published: every library crate and the two binaries' crates.
-const PUBLISHED: [&str; 8] = [
+const PUBLISHED: [&str; 9] = [
     "lora-core",
     "lora-data",
+    "lora-assets",
     "lora-derive",
     "lora-models",
     "lora-surgery",
@@ -243,19 +244,19 @@ pub(crate) fn test_build_binary(root: &Path, name: &str) -> Result<PathBuf> {
     Ok(binary)
 }
 
-/// `cargo` arguments that run lora-data's `fetch` example (asset names follow); it prints
+/// `cargo` arguments that run lora-assets' `fetch` example (asset names follow); it prints
 /// `NAME  PATH` per asset.
 pub(crate) const FETCH_EXAMPLE: [&str; 7] = [
     "run",
     "--quiet",
     "-p",
-    "lora-data",
+    "lora-assets",
     "--example",
     "fetch",
     "--",
 ];
 
-/// Fetches assets through lora-data's own code (the `fetch` example), so xtask stays free of
+/// Fetches assets through lora-assets' own code (the `fetch` example), so xtask stays free of
 /// heavy dependencies.
 pub fn fetch(args: &[String]) -> Result<()> {
     let root = workspace_root()?;

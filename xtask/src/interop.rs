@@ -42,7 +42,7 @@ pub fn run() -> Result<()> {
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let fixtures = std::env::var_os("LORA_BURN_FIXTURES")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared/fixtures"));
+        .unwrap_or_else(|| root.join("tests/fixtures"));
     let lm_adapter = fixtures.join("smollm2/adapter");
     let lora_in = |args: &[&str]| -> Result<Vec<u8>> {
         let out = Command::new(&lora)

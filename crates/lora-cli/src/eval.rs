@@ -6,9 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use lora_assets::{AssetCache, BuiltinTask};
 use lora_data::batching::tokenize_examples;
 use lora_data::readers::read_examples;
-use lora_data::{AssetCache, BuiltinTask, Example, LabelVocab, TaskSplits};
+use lora_data::{Example, LabelVocab, TaskSplits};
 use lora_train::{CausalLmTask, EvalMetrics, TrainTask, evaluate_classifier};
 use serde_json::json;
 
@@ -59,18 +60,24 @@ pub fn eval(args: EvalArgs, quiet: bool) -> Result<()> {
             let (name, examples) = labelled_examples(&args, &labels)?;
             let max_len = args.max_len.unwrap_or(128);
             let tokenized = tokenize_examples(tokenizer, &examples, max_len)?;
-            let pad_id = model.bert.config().pad_token_id as u32;
+            let pad_id = model.encoder.config().pad_token_id as u32;
             let spinner = crate::spinner(format!("evaluating {name}"), quiet);
-            let metrics =
-                evaluate_classifier(&model, &tokenized, labels.len(), pad_id, args.batch_size)?;
+            let metrics = evaluate_classifier(
+                model.as_ref(),
+                &tokenized,
+                labels.len(),
+                pad_id,
+                args.batch_size,
+            )?;
             spinner.finish_and_clear();
             (name, metrics, Some(labels))
         }
         LoadedModel::CausalLm(model) => {
             let (name, documents) = documents(&args)?;
             let block = args.max_len.unwrap_or(64);
-            let eos = model.config().eos_ids().first().copied();
-            let task = CausalLmTask::for_evaluation(tokenizer, &documents, block, eos)?;
+            let eos = model.config().eos_token_ids.first().copied();
+            let task: CausalLmTask =
+                CausalLmTask::for_evaluation(tokenizer, &documents, block, eos)?;
             let name = format!(
                 "{name}: {} documents, {} blocks of {block} tokens",
                 documents.len(),

@@ -63,7 +63,7 @@ pub fn export(args: ExportArgs, quiet: bool) -> Result<()> {
         }
     };
     let card = model_card(&config, labels.as_deref());
-    lora_models::write_atomic(&args.out.join("README.md"), card.as_bytes())?;
+    lora_core::io::write_atomic(&args.out.join("README.md"), card.as_bytes())?;
     if !quiet {
         println!(
             "exported {} as a PEFT adapter to {}",
@@ -91,7 +91,7 @@ fn model_card(config: &PeftConfig, labels: Option<&[String]>) -> String {
          # LoRA adapter for {base}\n\n\
          - task type: {}\n- rank r = {}, lora_alpha = {}, lora_dropout = {}{}\n\
          - target_modules: {targets}\n",
-        config.task_type.as_deref().unwrap_or("unspecified"),
+        config.task_type.map_or("unspecified", |t| t.as_str()),
         config.lora.r,
         config.lora.alpha,
         config.lora.dropout,

@@ -1,4 +1,4 @@
-//! `lora generate`: continue a prompt with a Llama model (optionally with a LoRA adapter),
+//! `lora generate`: continue a prompt with a decoder model (optionally with a LoRA adapter),
 //! greedily or by sampling, with a KV cache.
 
 use std::path::PathBuf;
@@ -52,7 +52,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
     let LoadedModel::CausalLm(mut model) = loaded.model else {
         bail!(
             "{} is a BERT classifier, which does not generate text; lora generate needs a \
-             causal LM (a Llama model such as smollm2). Use lora predict for classifiers",
+             causal LM (a decoder such as smollm2). Use lora predict for classifiers",
             args.model.model
         );
     };

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 use lora_core::{LoraConfig, ParamCount};
-use lora_models::Architecture;
+use lora_models::Family;
 use lora_surgery::{Adaptable, ModulePattern, TargetSpec};
 
 use crate::model::{ModelArgs, resolve_model, split_list, target_pattern};
@@ -32,7 +32,7 @@ pub struct InspectArgs {
 pub fn inspect(args: InspectArgs) -> Result<()> {
     let device = lora_core::select_device(args.model.device.as_deref())?;
     let source = resolve_model(&args.model.model)?;
-    let arch = source.architecture()?;
+    let arch = source.family()?;
     let target_modules = target_pattern(args.targets.as_deref(), args.targets_regex.as_deref());
     let spec = TargetSpec {
         target_modules,
@@ -45,30 +45,38 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     let config = LoraConfig::new(args.r).with_alpha(args.alpha.unwrap_or(args.r as f64));
     config.validate()?;
     let (summary, report) = match arch {
-        Architecture::Bert => {
-            let (mut model, _) = lora_models::load_bert(&source, &device)?;
+        Family::Encoder(family) => {
+            let (model, _) = lora_models::load_encoder(&source, &device)?;
             let c = model.config().clone();
             let params = ParamCount::of(&model).total;
             let summary = format!(
-                "BERT encoder: {} layers, hidden {}, {} heads, vocab {}, {params} parameters",
-                c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.vocab_size
-            );
-            (summary, plan_or_list(&mut model, &spec, &config)?)
-        }
-        Architecture::Llama => {
-            let (mut model, _) = lora_models::load_llama(&source, &device)?;
-            let c = model.config().clone();
-            let params = ParamCount::of(&model).total;
-            let summary = format!(
-                "Llama decoder: {} layers, hidden {}, {}/{} heads, vocab {}, tied head: {}, {params} parameters",
-                c.num_hidden_layers,
+                "{} encoder ({}): {} layers, hidden {}, {} heads, vocab {}, {params} parameters",
+                family.model_class(),
+                family.model_type(),
+                c.num_layers,
                 c.hidden_size,
-                c.num_attention_heads,
-                c.kv_heads(),
+                c.num_heads,
+                c.vocab_size
+            );
+            (summary, plan_or_list(&model, &spec, &config)?)
+        }
+        Family::Decoder(family) => {
+            let (model, _) = lora_models::load_causal_lm(&source, &device)?;
+            let c = model.config().clone();
+            let params = ParamCount::of(&model).total;
+            let summary = format!(
+                "{} decoder ({}): {} layers, hidden {}, {}/{} heads of {}, vocab {}, tied head: {}, {params} parameters",
+                family.causal_lm_class(),
+                family.model_type(),
+                c.num_layers,
+                c.hidden_size,
+                c.num_heads,
+                c.num_kv_heads,
+                c.head_dim,
                 c.vocab_size,
                 c.tie_word_embeddings
             );
-            (summary, plan_or_list(&mut model, &spec, &config)?)
+            (summary, plan_or_list(&model, &spec, &config)?)
         }
     };
     println!("{summary}");
@@ -77,13 +85,9 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
 }
 
 /// The dry-run report, or the list of adaptable modules when no targets are given.
-fn plan_or_list<M: Adaptable>(
-    model: &mut M,
-    spec: &TargetSpec,
-    config: &LoraConfig,
-) -> Result<String> {
+fn plan_or_list<M: Adaptable>(model: &M, spec: &TargetSpec, config: &LoraConfig) -> Result<String> {
     if spec.target_modules.is_none() {
-        let names: Vec<String> = model.linears_mut().into_iter().map(|(n, _)| n).collect();
+        let names: Vec<String> = model.linears().into_iter().map(|(n, _)| n).collect();
         return Ok(format!(
             "{} adaptable linear modules (pass --targets to see a LoRA plan):\n  {}",
             names.len(),

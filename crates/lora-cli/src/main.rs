@@ -7,7 +7,7 @@
 //! - `lora predict`: run a sequence classifier or a causal LM (optionally with a PEFT adapter,
 //!   optionally merged) on texts; print labels and probabilities, or the top next tokens;
 //!   `--json` prints everything, including raw logits.
-//! - `lora generate`: continue prompts with a Llama model and an optional adapter.
+//! - `lora generate`: continue prompts with a decoder model and an optional adapter.
 //! - `lora inspect`: the model summary and the dry-run report of which modules a LoRA config
 //!   would adapt.
 //! - `lora merge`: fold an adapter into its base and write a Hugging Face model directory.
@@ -83,7 +83,7 @@ enum Command {
         lora eval --model ./merged --file test.csv --text-col review --label-col stars --json\n  \
         lora eval --model smollm2 --adapter runs/lm --file held-out.txt --max-len 64")]
     Eval(EvalArgs),
-    /// Continue prompts with a causal LM (Llama), optionally with a LoRA adapter.
+    /// Continue prompts with a causal LM (any supported decoder), optionally with a LoRA adapter.
     #[command(after_help = "Examples:\n  \
         lora generate --model smollm2 --prompt \"The capital of France is\"\n  \
         lora generate --model smollm2 --adapter runs/lm --merge --prompt \"Once\" --max-new-tokens 64\n  \

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
+use lora_core::io::SaveDtype;
 use lora_models::HfModelFiles;
-use lora_models::export::SaveDtype;
 
 use crate::model::{LoadedModel, ModelArgs, check_out_dir, load};
 
@@ -30,7 +30,13 @@ pub struct MergeArgs {
 }
 
 pub fn merge(args: MergeArgs, quiet: bool) -> Result<()> {
-    let dtype = SaveDtype::parse(&args.dtype)?;
+    let dtype = SaveDtype::parse(&args.dtype).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown dtype '{}'; choose one of {}",
+            args.dtype,
+            SaveDtype::NAMES.join(", ")
+        )
+    })?;
     check_out_dir(
         &args.out,
         &[Path::new(&args.model.model), &args.adapter],

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
-use lora_models::{Architecture, BertForSequenceClassification, LlamaForCausalLM, ModelSource};
+use lora_models::{DecoderForCausalLM, EncoderForSequenceClassification, Family, ModelSource};
 use lora_surgery::ModulePattern;
 use lora_train::ADAPTER_NAME;
 
@@ -46,14 +46,14 @@ pub fn resolve_model(spec: &str) -> Result<ModelSource> {
     if path.exists() {
         return Ok(ModelSource::path(path));
     }
-    if lora_data::AssetSpec::by_name(spec).is_ok() {
-        let asset = lora_data::AssetCache::from_env().fetch(spec)?;
+    if lora_assets::AssetSpec::by_name(spec).is_ok() {
+        let asset = lora_assets::AssetCache::from_env().fetch(spec)?;
         return Ok(ModelSource::path(asset.main));
     }
     bail!(
         "model '{spec}' is neither an existing path nor a known asset; give a Hugging Face \
          directory, a .gguf file, or one of: {}",
-        lora_data::ASSETS.map(|a| a.name).join(", ")
+        lora_assets::ASSETS.map(|a| a.name).join(", ")
     )
 }
 
@@ -69,37 +69,37 @@ pub struct Loaded {
 
 /// The two kinds of model the CLI runs.
 pub enum LoadedModel {
-    /// A BERT sequence classifier and its label names.
+    /// An encoder sequence classifier and its label names.
     Classifier {
         /// The model.
-        model: Box<BertForSequenceClassification>,
+        model: Box<EncoderForSequenceClassification>,
         /// A name per label, in id order.
         labels: Vec<String>,
     },
-    /// A Llama causal LM.
-    CausalLm(Box<LlamaForCausalLM>),
+    /// A decoder causal LM.
+    CausalLm(Box<DecoderForCausalLM>),
 }
 
-/// Loads `--model` with an optional PEFT adapter: a BERT classifier (a merged
-/// `BertForSequenceClassification` directory, or a bare encoder plus a SEQ_CLS adapter that
-/// brings the head) or a Llama causal LM.
+/// Loads `--model` with an optional PEFT adapter: an encoder classifier (a merged
+/// `*ForSequenceClassification` directory, or a bare encoder plus a SEQ_CLS adapter that brings
+/// the head) or a decoder causal LM.
 pub fn load(args: &ModelArgs, adapter: Option<&Path>, device: &Device) -> Result<Loaded> {
     let source = resolve_model(&args.model)?;
     let applying = |dir: &Path| format!("applying adapter {}", dir.display());
-    let (model, tokenizer) = match source.architecture()? {
-        Architecture::Bert => {
-            let config = lora_models::read_bert_config(&source)?;
+    let (model, tokenizer) = match source.family()? {
+        Family::Encoder(_) => {
+            let config = lora_models::read_encoder_config(&source)?;
             let (model, tokenizer, config_labels) =
                 if config.as_ref().is_some_and(|c| c.is_sequence_classifier()) {
                     let (mut model, tokenizer, config) =
-                        lora_models::load_bert_classifier(&source, device)?;
+                        lora_models::load_sequence_classifier(&source, device)?;
                     if let Some(dir) = adapter {
                         lora_surgery::load_adapter(&mut model, dir, ADAPTER_NAME)
                             .with_context(|| applying(dir))?;
                     }
                     (model, tokenizer, config.label_names())
                 } else {
-                    let (bert, tokenizer) = lora_models::load_bert(&source, device)?;
+                    let (bert, tokenizer) = lora_models::load_encoder(&source, device)?;
                     let Some(dir) = adapter else {
                         bail!(
                             "{} is a bare encoder without a classification head; pass --adapter \
@@ -108,7 +108,7 @@ pub fn load(args: &ModelArgs, adapter: Option<&Path>, device: &Device) -> Result
                             source.as_path().display()
                         );
                     };
-                    let (model, _) = lora_surgery::load_seq_cls_adapter(bert, dir, ADAPTER_NAME)
+                    let (model, _) = lora_models::load_seq_cls_adapter(bert, dir, ADAPTER_NAME)
                         .with_context(|| applying(dir))?;
                     (model, tokenizer, None)
                 };
@@ -116,8 +116,8 @@ pub fn load(args: &ModelArgs, adapter: Option<&Path>, device: &Device) -> Result
             let model = Box::new(model);
             (LoadedModel::Classifier { model, labels }, tokenizer)
         }
-        Architecture::Llama => {
-            let (mut model, tokenizer) = lora_models::load_llama(&source, device)?;
+        Family::Decoder(_) => {
+            let (mut model, tokenizer) = lora_models::load_causal_lm(&source, device)?;
             if let Some(dir) = adapter {
                 lora_surgery::load_adapter(&mut model, dir, ADAPTER_NAME)
                     .with_context(|| applying(dir))?;
@@ -135,7 +135,7 @@ pub fn load(args: &ModelArgs, adapter: Option<&Path>, device: &Device) -> Result
 /// Saves the label names beside an adapter, for [`load`] to read back.
 pub fn write_labels(dir: &Path, names: &[String]) -> Result<()> {
     let json = serde_json::json!({ "labels": names });
-    lora_models::write_atomic(&dir.join(LABELS_FILE), json.to_string().as_bytes())?;
+    lora_core::io::write_atomic(&dir.join(LABELS_FILE), json.to_string().as_bytes())?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use anyhow::Result;
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use clap::Args;
-use lora_models::BertInput;
+
 use serde_json::json;
 
 use crate::model::{LoadedModel, ModelArgs, load};
@@ -56,8 +56,8 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             }
             let texts: Vec<(&str, Option<&str>)> =
                 args.text.iter().map(|t| (t.as_str(), None)).collect();
-            let batch = lora_models::encode_batch(&tokenizer, &texts, 0)?;
-            let input = BertInput::from_encoded(&batch, &device)?;
+            let batch = lora_data::encode_batch(&tokenizer, &texts, 0)?;
+            let input = lora_train::token_batch(&batch, &device)?;
             let logits = model.forward(&input)?;
             let labels = model.num_labels();
             let probs = to_vec(softmax(logits.clone(), 1))?;
@@ -89,7 +89,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                     .encode(text.as_str(), false)
                     .map_err(|e| anyhow::anyhow!("tokenizing {text:?}: {e}"))?;
                 let mut cache = lora_models::KvCache::new();
-                let input = lora_models::llama::ids_tensor(ids.get_ids(), &device);
+                let input = lora_models::decoder::ids_tensor(ids.get_ids(), &device);
                 let logits = if args.disable_adapter {
                     lora_surgery::with_adapters_disabled(model.as_mut(), |m| {
                         m.forward_cached(input, &mut cache)

@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use lora_assets::tasks::SPLIT_SEED;
+use lora_assets::{AssetCache, BuiltinTask};
 use lora_core::{LoraConfig, ParamCount};
 use lora_data::dataset::split_seeded;
 use lora_data::readers::{Columns, read_examples};
-use lora_data::tasks::SPLIT_SEED;
-use lora_data::{AssetCache, BuiltinTask, Example, TaskSplits};
-use lora_models::Architecture;
+use lora_data::{Example, TaskSplits};
+use lora_models::Family;
 use lora_surgery::TargetSpec;
 use lora_train::{
     CausalLmTask, ClassificationTask, LrSchedule, METHOD_NAMES, Method, OptimizerKind, TrainConfig,
@@ -55,7 +56,7 @@ pub struct TrainArgs {
     /// Use at most this many dev examples.
     #[arg(long)]
     max_dev: Option<usize>,
-    /// Method: lora, ft, adapter-h, adapter-l, bitfit, head.
+    /// Method: lora, ft, adapter-h, adapter-l, bitfit, head, last-layers.
     #[arg(long)]
     method: Option<String>,
     /// LoRA rank.
@@ -67,8 +68,8 @@ pub struct TrainArgs {
     /// LoRA dropout on the adapter input.
     #[arg(long)]
     dropout: Option<f64>,
-    /// LoRA target_modules: a comma-separated list or all-linear (default: query,value for
-    /// BERT, q_proj,v_proj for Llama).
+    /// LoRA target_modules: a comma-separated list or all-linear (default: PEFT's default for
+    /// the model's family, e.g. query,value for BERT, q_proj,v_proj for Llama, c_attn for GPT-2).
     #[arg(long, conflicts_with = "targets_regex")]
     targets: Option<String>,
     /// LoRA target_modules as a full-match regular expression.
@@ -80,6 +81,9 @@ pub struct TrainArgs {
     /// Bottleneck width of adapter-h / adapter-l (default 16).
     #[arg(long)]
     bottleneck: Option<usize>,
+    /// Number of top layers that train with --method last-layers (default 2).
+    #[arg(long)]
+    last_layers: Option<usize>,
     /// Passes over the training data.
     #[arg(long)]
     epochs: Option<usize>,
@@ -154,7 +158,7 @@ fn read_toml(path: &Path) -> Result<RunSpec> {
 
 impl TrainArgs {
     /// The method from `--method` and the method flags, on top of `base`.
-    fn method(&self, base: Option<&Method>, arch: Architecture) -> Result<Method> {
+    fn method(&self, base: Option<&Method>, family: Family) -> Result<Method> {
         let lora_flags = self.r.is_some()
             || self.alpha.is_some()
             || self.dropout.is_some()
@@ -163,7 +167,9 @@ impl TrainArgs {
             || self.rslora;
         let name = match (&self.method, base) {
             (Some(name), _) => name.as_str(),
-            (None, Some(base)) if !lora_flags && self.bottleneck.is_none() => {
+            (None, Some(base))
+                if !lora_flags && self.bottleneck.is_none() && self.last_layers.is_none() =>
+            {
                 return Ok(base.clone());
             }
             (None, Some(base)) => base.name(),
@@ -200,10 +206,7 @@ impl TrainArgs {
                     lora.use_rslora = true;
                 }
                 lora.validate()?;
-                let default_targets: &[&str] = match arch {
-                    Architecture::Bert => &["query", "value"],
-                    Architecture::Llama => &["q_proj", "v_proj"],
-                };
+                let default_targets = family.default_targets();
                 let mut targets = base_targets.unwrap_or_else(|| TargetSpec {
                     target_modules: Some(lora_surgery::ModulePattern::list(default_targets)),
                     ..Default::default()
@@ -220,6 +223,9 @@ impl TrainArgs {
             "adapter-l" => Method::AdapterL { bottleneck },
             "bitfit" => Method::BitFit,
             "head" => Method::HeadOnly,
+            "last-layers" => Method::LastLayers {
+                layers: self.last_layers.unwrap_or(2),
+            },
             other => bail!(
                 "unknown method '{other}'; choose one of {}",
                 METHOD_NAMES.join(", ")
@@ -231,11 +237,11 @@ impl TrainArgs {
     fn training(
         &self,
         base: Option<TrainConfig>,
-        arch: Architecture,
+        family: Family,
         quiet: bool,
     ) -> Result<TrainConfig> {
         let mut c = base.clone().unwrap_or_default();
-        c.method = self.method(base.as_ref().map(|b| &b.method), arch)?;
+        c.method = self.method(base.as_ref().map(|b| &b.method), family)?;
         macro_rules! set {
             ($flag:expr => $field:expr) => {
                 if let Some(v) = $flag.clone() {
@@ -339,8 +345,8 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
         .clone()
         .context("--model is required: a Hugging Face directory, a .gguf file, or an asset name")?;
     let source = resolve_model(&model_spec)?;
-    let arch = source.architecture()?;
-    let config = args.training(spec.training.clone(), arch, quiet)?;
+    let family = source.family()?;
+    let config = args.training(spec.training.clone(), family, quiet)?;
     spec.training = Some(config.clone());
     let device = lora_core::select_device(spec.device.as_deref())?;
     let train_device = device.clone().autodiff();
@@ -348,14 +354,14 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let write_run_file = || -> Result<()> {
         let text = toml::to_string_pretty(&spec).context("recording the run settings")?;
-        lora_models::write_atomic(&out.join(RUN_FILE), text.as_bytes())?;
+        lora_core::io::write_atomic(&out.join(RUN_FILE), text.as_bytes())?;
         Ok(())
     };
     let base_name = source.as_path().display().to_string();
-    match arch {
-        Architecture::Bert => {
+    match family {
+        Family::Encoder(_) => {
             let splits = classification_data(&spec)?;
-            let (bert, tokenizer) = lora_models::load_bert(&source, &train_device)?;
+            let (bert, tokenizer) = lora_models::load_encoder(&source, &train_device)?;
             let pad_id = bert.config().pad_token_id as u32;
             let max_len = spec.max_len.unwrap_or(128);
             eprintln!(
@@ -366,7 +372,8 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
                 splits.labels.len(),
                 splits.labels.names().join(", ")
             );
-            let task = ClassificationTask::new(&tokenizer, &splits, max_len, pad_id)?;
+            let task: ClassificationTask =
+                ClassificationTask::new(&tokenizer, &splits, max_len, pad_id)?;
             let model = prepare_classifier(
                 bert,
                 task.num_labels(),
@@ -383,12 +390,13 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
             let outcome = run(&trainer, model, args.resume)?;
             report(&outcome, quiet);
         }
-        Architecture::Llama => {
+        Family::Decoder(_) => {
             let (train_docs, dev_docs) = lm_documents(&spec)?;
-            let (llama, tokenizer) = lora_models::load_llama(&source, &train_device)?;
+            let (llama, tokenizer) = lora_models::load_causal_lm(&source, &train_device)?;
             let block = spec.max_len.unwrap_or(64);
-            let eos = llama.config().eos_ids().first().copied();
-            let task = CausalLmTask::new(&tokenizer, &train_docs, &dev_docs, block, eos)?;
+            let eos = llama.config().eos_token_ids.first().copied();
+            let task: CausalLmTask =
+                CausalLmTask::new(&tokenizer, &train_docs, &dev_docs, block, eos)?;
             eprintln!(
                 "{} training blocks of {block} tokens from {} documents ({} dev documents)",
                 task.train_blocks(),
@@ -481,7 +489,7 @@ fn classification_data(spec: &RunSpec) -> Result<TaskSplits> {
         }
         (None, None) => bail!(
             "no data: pass --data with a built-in task ({}) or --train FILE",
-            lora_data::tasks::TASK_NAMES.join(", ")
+            lora_assets::tasks::TASK_NAMES.join(", ")
         ),
     };
     Ok(splits.truncate(spec.max_train, spec.max_dev, None))

@@ -108,7 +108,7 @@ fn generate_continues_a_prompt_and_eval_measures_perplexity() {
     // here the numbers must rank real text far above scrambled text, and both data routes (a
     // built-in task, a .txt file) must agree.
     let dir = tempfile::tempdir().unwrap();
-    let task = lora_data::BuiltinTask::MovieSentiment
+    let task = lora_assets::BuiltinTask::MovieSentiment
         .load_from(&asset("movie-sentiment"))
         .unwrap();
     let reviews: Vec<&str> = task.test.iter().take(40).map(|e| e.text.as_str()).collect();
@@ -158,7 +158,7 @@ fn inspect_prints_the_dry_run_report() {
     ]);
     let text = succeeded(&out);
     assert!(
-        text.contains("BERT encoder: 6 layers, hidden 384"),
+        text.contains("BertModel encoder (bert): 6 layers, hidden 384"),
         "{text}"
     );
     assert!(
@@ -226,7 +226,7 @@ fn an_adapter_for_another_base_is_refused_naming_its_base() {
             "--text",
             "x",
         ],
-        "it is a CAUSAL_LM adapter; a BERT encoder takes a SEQ_CLS adapter (the adapter was made \
+        "it is a CAUSAL_LM adapter; a bare encoder takes a SEQ_CLS adapter (the adapter was made \
          for base model 'HuggingFaceTB/SmolLM2-135M-Instruct')",
     );
     fails_with(
@@ -324,7 +324,7 @@ fn eval_generate_merge_and_export_mistakes_are_clear_errors() {
 /// A small labelled CSV of real movie-review snippets, with the user's own column and label
 /// names.
 fn write_movie_csv(dir: &std::path::Path, name: &str, n: usize, skip: usize) -> std::path::PathBuf {
-    let task = lora_data::BuiltinTask::MovieSentiment
+    let task = lora_assets::BuiltinTask::MovieSentiment
         .load_from(&asset("movie-sentiment"))
         .unwrap();
     let mut text = String::from("review,sentiment\n");

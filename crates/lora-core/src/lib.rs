@@ -38,6 +38,7 @@ pub mod bottleneck;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod io;
 pub mod linear;
 pub mod params;
 pub mod testing;
@@ -47,6 +48,7 @@ pub use bottleneck::{AdapterActivation, BottleneckAdapter, BottleneckAdapterConf
 pub use config::{LoraConfig, LoraInit};
 pub use device::{Backend, compiled_backends, select_device};
 pub use error::{LoraError, Result};
+pub use io::{HostTensor, IoError, NamedTensors, SaveDtype};
 pub use linear::{LoraLinear, LoraLinearConfig, SavedCopy};
 pub use params::ParamCount;
 

@@ -17,6 +17,25 @@ use crate::error::LoraError;
 /// The environment variable that turns a missing GPU device from a skip into a failure.
 pub const REQUIRE_GPU_ENV: &str = "LORA_REQUIRE_GPU";
 
+thread_local! {
+    static CURRENT: std::cell::Cell<Option<Backend>> = const { std::cell::Cell::new(None) };
+}
+
+/// The backend [`run_on`] is running a body on in this thread (`None` outside one): tests use it
+/// to pick tolerances (f32 on the CPU backends, looser on GPUs).
+pub fn current_backend() -> Option<Backend> {
+    CURRENT.with(|c| c.get())
+}
+
+/// The tolerance of an `f32` output compared with PyTorch's: `cpu` on the CPU backends (or
+/// outside [`run_on`]), `gpu` on GPU backends.
+pub fn tolerance(cpu: f32, gpu: f32) -> f32 {
+    match current_backend() {
+        Some(Backend::Wgpu | Backend::Cuda(_)) => gpu,
+        _ => cpu,
+    }
+}
+
 /// Runs `body` on the device of `backend` (`"flex"`, `"ndarray"`, `"wgpu"`, `"cuda"`).
 ///
 /// # Panics
@@ -26,7 +45,11 @@ pub const REQUIRE_GPU_ENV: &str = "LORA_REQUIRE_GPU";
 pub fn run_on(backend: &str, body: impl FnOnce(Device)) {
     let backend = Backend::parse(backend).unwrap_or_else(|e| panic!("{e}"));
     match backend.device() {
-        Ok(device) => body(device),
+        Ok(device) => {
+            CURRENT.with(|c| c.set(Some(backend)));
+            body(device);
+            CURRENT.with(|c| c.set(None));
+        }
         Err(LoraError::NoDevice { reason, .. })
             if matches!(backend, Backend::Wgpu | Backend::Cuda(_))
                 && std::env::var(REQUIRE_GPU_ENV).as_deref() != Ok("1") =>

@@ -8,8 +8,13 @@
 //! - `#[adaptable(rename = "name")]`: use another module name (e.g. Hugging Face's);
 //! - `#[adaptable(output_head)]`: the field is an output head, which `all-linear` leaves out.
 //!
+//! On the struct, `#[adaptable(crate = "lora_burn::surgery")]` names the path of the crate that
+//! defines the trait, for code that depends on a crate re-exporting it (the default is
+//! `::lora_surgery`).
+//!
 //! Common Burn layers without linear weights (norms, embeddings, dropout, activations) and
-//! plain values already implement `Adaptable` with no modules, so they need no attribute.
+//! plain values already implement `Adaptable` with no modules (a `LayerNorm` lists its `beta`
+//! as a bias), so they need no attribute.
 //!
 //! Use it through `lora_surgery`, which re-exports it with the trait (this example runs as a
 //! test of `lora-surgery`'s crate documentation; a proc-macro crate cannot depend on the crate
@@ -40,7 +45,7 @@
 //!     attention: Attention { q_proj: linear(), v_proj: linear() },
 //!     norm: LayerNormConfig::new(8).init(&device),
 //! };
-//! let names: Vec<String> = block.linears_mut().into_iter().map(|(name, _)| name).collect();
+//! let names: Vec<String> = block.linears().into_iter().map(|(name, _)| name).collect();
 //! assert_eq!(names, ["self_attn.q_proj", "self_attn.v_proj"]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -64,6 +69,28 @@ struct FieldSpec {
     name: String,
     skip: bool,
     output_head: bool,
+}
+
+/// The path of the crate that defines `Adaptable`: `::lora_surgery`, or what a struct-level
+/// `#[adaptable(crate = "path")]` names (for users who depend on a crate that re-exports it,
+/// such as `lora_burn::surgery`).
+fn crate_path(input: &DeriveInput) -> syn::Result<syn::Path> {
+    let mut path: syn::Path = syn::parse_quote!(::lora_surgery);
+    for attr in input
+        .attrs
+        .iter()
+        .filter(|a| a.path().is_ident("adaptable"))
+    {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("crate") {
+                path = meta.value()?.parse::<LitStr>()?.parse()?;
+                Ok(())
+            } else {
+                Err(meta.error("expected `crate = \"path\"`"))
+            }
+        })?;
+    }
+    Ok(path)
 }
 
 fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
@@ -112,15 +139,37 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     }
     let name = &input.ident;
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
-    let pushes = specs.iter().filter(|s| !s.skip).map(|s| {
-        let ident = &s.ident;
-        let field_name = &s.name;
-        quote! {
-            for (path, linear) in ::lora_surgery::Adaptable::linears_mut(&mut self.#ident) {
-                out.push((::lora_surgery::join_path(#field_name, &path), linear));
+    let krate = crate_path(input)?;
+    let fields: Vec<(&syn::Ident, &String)> = specs
+        .iter()
+        .filter(|s| !s.skip)
+        .map(|s| (&s.ident, &s.name))
+        .collect();
+    // One loop per field for a list method: `method(&self.field)` (or `&mut`), each item's
+    // path prefixed with the field's name.
+    let collect = |method: proc_macro2::TokenStream, mutable: bool| {
+        let loops = fields.iter().map(|(ident, field_name)| {
+            let access = if mutable {
+                quote! { &mut self.#ident }
+            } else {
+                quote! { &self.#ident }
+            };
+            quote! {
+                for (path, item) in #krate::Adaptable::#method(#access) {
+                    out.push((#krate::join_path(#field_name, &path), item));
+                }
             }
+        });
+        quote! {
+            let mut out = ::std::vec::Vec::new();
+            #(#loops)*
+            out
         }
-    });
+    };
+    let linears = collect(quote! { linears }, false);
+    let linears_mut = collect(quote! { linears_mut }, true);
+    let biases = collect(quote! { biases }, false);
+    let biases_mut = collect(quote! { biases_mut }, true);
     let heads = specs.iter().filter(|s| !s.skip).map(|s| {
         let ident = &s.ident;
         let field_name = &s.name;
@@ -129,26 +178,19 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
             .then(|| quote! { heads.push(::std::string::String::from(#field_name)); });
         quote! {
             #own
-            for path in ::lora_surgery::Adaptable::output_heads(&self.#ident) {
-                heads.push(::lora_surgery::join_path(#field_name, &path));
-            }
-        }
-    });
-    let biases = specs.iter().filter(|s| !s.skip).map(|s| {
-        let ident = &s.ident;
-        let field_name = &s.name;
-        quote! {
-            for (path, bias) in ::lora_surgery::Adaptable::biases_mut(&mut self.#ident) {
-                out.push((::lora_surgery::join_path(#field_name, &path), bias));
+            for path in #krate::Adaptable::output_heads(&self.#ident) {
+                heads.push(#krate::join_path(#field_name, &path));
             }
         }
     });
     Ok(quote! {
-        impl #impl_generics ::lora_surgery::Adaptable for #name #ty_generics #where_clause {
-            fn linears_mut(&mut self) -> ::std::vec::Vec<(::std::string::String, &mut ::lora_surgery::LoraLinear)> {
-                let mut out = ::std::vec::Vec::new();
-                #(#pushes)*
-                out
+        impl #impl_generics #krate::Adaptable for #name #ty_generics #where_clause {
+            fn linears(&self) -> ::std::vec::Vec<(::std::string::String, &#krate::LoraLinear)> {
+                #linears
+            }
+
+            fn linears_mut(&mut self) -> ::std::vec::Vec<(::std::string::String, &mut #krate::LoraLinear)> {
+                #linears_mut
             }
 
             fn output_heads(&self) -> ::std::vec::Vec<::std::string::String> {
@@ -157,12 +199,14 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
                 heads
             }
 
+            fn biases(&self) -> ::std::vec::Vec<(::std::string::String, &#krate::BiasParam)> {
+                #biases
+            }
+
             fn biases_mut(
                 &mut self,
-            ) -> ::std::vec::Vec<(::std::string::String, &mut ::lora_surgery::BiasParam)> {
-                let mut out = ::std::vec::Vec::new();
-                #(#biases)*
-                out
+            ) -> ::std::vec::Vec<(::std::string::String, &mut #krate::BiasParam)> {
+                #biases_mut
             }
         }
     })

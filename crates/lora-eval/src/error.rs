@@ -17,6 +17,12 @@ pub enum EvalError {
     /// Adapter surgery failed.
     #[error(transparent)]
     Surgery(#[from] lora_surgery::SurgeryError),
+    /// An asset could not be fetched, or a built-in task read.
+    #[error(transparent)]
+    Asset(#[from] lora_assets::AssetError),
+    /// A file could not be read or written.
+    #[error(transparent)]
+    File(#[from] lora_core::IoError),
     /// A setting that cannot work.
     #[error("invalid experiment setting: {0}")]
     Config(String),

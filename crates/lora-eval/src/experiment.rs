@@ -11,10 +11,11 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::Device;
+use lora_assets::{AssetCache, BuiltinTask};
 use lora_core::{LoraConfig, ParamCount};
 use lora_data::batching::{EncodedBatch, tokenize_examples};
-use lora_data::{AssetCache, BuiltinTask, TaskSplits, TokenizedExample};
-use lora_models::{BertInput, BertModel, ModelSource, load_bert};
+use lora_data::{TaskSplits, TokenizedExample};
+use lora_models::{Encoder, ModelSource, load_encoder};
 use lora_surgery::{ModulePattern, TargetSpec};
 use lora_train::checkpoint::existing_dir;
 use lora_train::trainer::CHECKPOINT_DIR;
@@ -393,7 +394,7 @@ pub struct ExperimentResults {
 }
 
 struct Loaded {
-    bert: BertModel,
+    bert: Encoder,
     tokenizer: Tokenizer,
     pad_id: u32,
     model_bytes: u64,
@@ -421,7 +422,7 @@ pub fn run_experiment(
 
     let minilm = cache.fetch("minilm")?;
     let train_device = device.clone().autodiff();
-    let (bert, tokenizer) = load_bert(&ModelSource::path(&minilm.main), &train_device)?;
+    let (bert, tokenizer) = load_encoder(&ModelSource::path(&minilm.main), &train_device)?;
     let pad_id = bert.config().pad_token_id as u32;
     let model_bytes =
         std::fs::metadata(minilm.main.join("model.safetensors")).map_or(0, |m| m.len());
@@ -583,7 +584,7 @@ fn write_err(path: &Path, e: impl std::fmt::Display) -> EvalError {
 }
 
 fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    Ok(lora_models::write_atomic(&dir.join(name), bytes)?)
+    Ok(lora_core::io::write_atomic(&dir.join(name), bytes)?)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -624,7 +625,8 @@ fn train_run(
         );
         return Ok(done);
     }
-    let task = ClassificationTask::new(&loaded.tokenizer, splits, budget.max_len, loaded.pad_id)?;
+    let task: ClassificationTask =
+        ClassificationTask::new(&loaded.tokenizer, splits, budget.max_len, loaded.pad_id)?;
     let config = TrainConfig {
         epochs: budget.epochs,
         batch_size: budget.batch_size,
@@ -761,7 +763,7 @@ fn measure_latency(
                     .map(|e| (e.ids.as_slice(), e.type_ids.as_slice())),
                 loaded.pad_id,
             );
-            let input = BertInput::from_encoded(&encoded, device)?;
+            let input = lora_train::token_batch(&encoded, device)?;
             let latency = measure(config.warmup, config.repeats, || -> Result<()> {
                 let logits = model.forward(&input)?;
                 let _ = logits.into_data();

@@ -2,12 +2,12 @@
 //! MiniLM encoding a batch of 32 sequences of 64 tokens, SmolLM2 reading a 64-token prompt, and
 //! one SmolLM2 decode step with a 64-token KV cache. Throughput is in tokens per second.
 //!
-//! Run with `cargo xtask bench` (weights are fetched through lora-data on first use).
+//! Run with `cargo xtask bench` (weights are fetched through lora-assets on first use).
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lora_core::Backend;
-use lora_models::{BertInput, KvCache, ModelSource, load_bert, load_llama};
+use lora_models::{KvCache, ModelSource, TokenBatch, load_causal_lm, load_encoder};
 
 fn cpu_devices() -> Vec<(Backend, Device)> {
     [Backend::Flex, Backend::NdArray]
@@ -18,7 +18,7 @@ fn cpu_devices() -> Vec<(Backend, Device)> {
 }
 
 fn asset(name: &str) -> std::path::PathBuf {
-    lora_data::AssetCache::from_env()
+    lora_assets::AssetCache::from_env()
         .fetch(name)
         .unwrap_or_else(|e| panic!("{e}"))
         .main
@@ -38,9 +38,9 @@ fn minilm(c: &mut Criterion) {
     group.throughput(Throughput::Elements((batch * seq) as u64));
     group.sample_size(10);
     for (backend, device) in cpu_devices() {
-        let (model, _) = load_bert(&ModelSource::path(&path), &device).unwrap();
+        let (model, _) = load_encoder(&ModelSource::path(&path), &device).unwrap();
         let input_ids = ids(batch, seq, model.config().vocab_size, &device);
-        let input = BertInput {
+        let input = TokenBatch {
             attention_mask: input_ids.ones_like(),
             token_type_ids: input_ids.zeros_like(),
             input_ids,
@@ -61,7 +61,7 @@ fn smollm2(c: &mut Criterion) {
     let models: Vec<_> = cpu_devices()
         .into_iter()
         .map(|(backend, device)| {
-            let (model, _) = load_llama(&ModelSource::path(&path), &device).unwrap();
+            let (model, _) = load_causal_lm(&ModelSource::path(&path), &device).unwrap();
             (backend, device, model)
         })
         .collect();

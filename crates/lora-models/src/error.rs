@@ -14,26 +14,10 @@ pub enum ModelError {
         /// The operating-system error.
         source: std::io::Error,
     },
-    /// A file could not be written.
-    #[error("cannot write {path}: {reason}")]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The operating-system or format error.
-        reason: String,
-    },
     /// A model that cannot be written in Hugging Face's layout as it is (unmerged adapters,
     /// bottleneck adapters).
     #[error("cannot save the model in Hugging Face's layout: {0}")]
     NotExportable(String),
-    /// A safetensors file is truncated, corrupted or otherwise unreadable.
-    #[error("{path} is not a valid safetensors file: {reason}")]
-    Safetensors {
-        /// The file.
-        path: PathBuf,
-        /// What the parser reported.
-        reason: String,
-    },
     /// A GGUF file is truncated, corrupted or otherwise unreadable.
     #[error("{path} is not a valid GGUF file: {reason}")]
     Gguf {
@@ -73,14 +57,6 @@ pub enum ModelError {
         /// What the file holds.
         actual: Vec<usize>,
     },
-    /// A tensor is stored with an element type this crate cannot convert to f32.
-    #[error("tensor '{key}' has dtype {dtype}, which cannot be loaded as float weights")]
-    UnsupportedDtype {
-        /// The tensor key.
-        key: String,
-        /// The stored dtype.
-        dtype: String,
-    },
     /// `config.json` (or GGUF metadata) is missing a field or has an invalid value.
     #[error("invalid model config {path}: {reason}")]
     Config {
@@ -119,6 +95,12 @@ pub enum ModelError {
     /// An error from the LoRA layer.
     #[error(transparent)]
     Lora(#[from] lora_core::LoraError),
+    /// An error reading or writing tensors and files.
+    #[error(transparent)]
+    File(#[from] lora_core::IoError),
+    /// An error from model surgery (targeting, adapter files).
+    #[error(transparent)]
+    Surgery(#[from] lora_surgery::SurgeryError),
 }
 
 /// Shorthand for results whose error is [`ModelError`].

@@ -1,28 +1,36 @@
 #![warn(missing_docs)]
 //! # lora-models
 //!
-//! Pre-trained transformer architectures for `lora-burn`, built so that every linear layer is a
-//! [`lora_core::LoraLinear`] carrying its Hugging Face name:
+//! Pre-trained transformer families for `lora-burn`, built so that every linear layer is a
+//! [`lora_core::LoraLinear`] carrying its Hugging Face name, and each family implements
+//! [`lora_surgery::Adaptable`]:
 //!
-//! - [`bert`]: a BERT encoder (MiniLM, BERT-base, …) with pooler, mean pooling and a
-//!   sequence-classification head, matching `BertModel` / `BertForSequenceClassification`;
-//! - [`llama`]: a Llama decoder (SmolLM2, …) with grouped-query attention, RoPE, a KV cache and
-//!   greedy / sampled generation, matching `LlamaForCausalLM`;
+//! - [`encoder`]: BERT (MiniLM, …), RoBERTa, XLM-RoBERTa and DistilBERT, with each family's
+//!   sequence-classification head, matching transformers' `*Model` /
+//!   `*ForSequenceClassification`;
+//! - [`decoder`]: Llama, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3 (text), Phi-3 and GPT-2 causal
+//!   language models with grouped-query attention, RoPE variants, sliding windows, a KV cache
+//!   and greedy / sampled generation, matching `*ForCausalLM`;
 //! - loaders for Hugging Face directories ([`weights::SafetensorsWeights`], `config.json`,
 //!   `tokenizer.json`) and GGUF files ([`gguf::GgufFile`], F32/F16/BF16/Q8_0/Q4_0/Q4_1
-//!   dequantised, the tokenizer rebuilt from the file's metadata).
+//!   dequantised, the tokenizer rebuilt from the file's metadata);
+//! - [`export`]: writing a (merged) model back as a Hugging Face directory.
 //!
 //! A sentence embedding from MiniLM (fetched once into the asset cache):
 //!
 //! ```
-//! use lora_models::{BertInput, ModelSource, encode_batch, load_bert, mean_pool};
+//! use lora_models::{ModelSource, TokenBatch, load_encoder, mean_pool};
 //!
 //! let device = lora_core::select_device(Some("flex"))?;
-//! let dir = lora_data::AssetCache::from_env().fetch("minilm")?.main;
-//! let (bert, tokenizer) = load_bert(&ModelSource::path(dir), &device)?;
-//! let batch = encode_batch(&tokenizer, &[("LoRA trains two small matrices.", None)], 0)?;
-//! let input = BertInput::from_encoded(&batch, &device)?;
-//! let embedding = mean_pool(bert.forward(&input)?, input.attention_mask.clone());
+//! let dir = lora_assets::AssetCache::from_env().fetch("minilm")?.main;
+//! let (encoder, tokenizer) = load_encoder(&ModelSource::path(dir), &device)?;
+//! let encoding = tokenizer
+//!     .encode("LoRA trains two small matrices.", true)
+//!     .map_err(|e| e.to_string())?;
+//! let ids: Vec<i64> = encoding.get_ids().iter().map(|&id| id as i64).collect();
+//! let n = ids.len();
+//! let input = TokenBatch::from_ids(ids, vec![1; n], vec![0; n], [1, n], &device)?;
+//! let embedding = mean_pool(encoder.forward(&input)?, input.attention_mask.clone());
 //! assert_eq!(embedding.dims(), [1, 384]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -30,10 +38,10 @@
 //! Text from SmolLM2 given as a GGUF file:
 //!
 //! ```no_run
-//! use lora_models::{ModelSource, load_llama};
+//! use lora_models::{ModelSource, load_causal_lm};
 //!
 //! let device = lora_core::select_device(None)?;
-//! let (model, tokenizer) = load_llama(&ModelSource::path("SmolLM2-135M-Instruct.Q4_1.gguf"), &device)?;
+//! let (model, tokenizer) = load_causal_lm(&ModelSource::path("SmolLM2-135M-Instruct.Q4_1.gguf"), &device)?;
 //! let prompt = tokenizer.encode("The capital of France is", false).unwrap();
 //! let ids = model.generate(prompt.get_ids(), &Default::default(), &device)?;
 //! println!("{}", tokenizer.decode(&ids, true).unwrap());
@@ -41,26 +49,33 @@
 //! ```
 
 pub mod activation;
-pub mod bert;
+pub mod adaptable;
+pub mod config_json;
+pub mod decoder;
+pub mod encoder;
 pub mod error;
 pub mod export;
 pub mod gguf;
-pub mod llama;
+pub mod layers;
 pub mod loader;
 pub mod tokenizer;
 pub mod weights;
 
 pub use activation::Activation;
-pub use bert::{BertConfig, BertForSequenceClassification, BertInput, BertModel, mean_pool};
+pub use adaptable::load_seq_cls_adapter;
+pub use config_json::ConfigJson;
+pub use decoder::{
+    DecoderBatch, DecoderConfig, DecoderFamily, DecoderForCausalLM, GenerationConfig, KvCache,
+};
+pub use encoder::{
+    Encoder, EncoderConfig, EncoderFamily, EncoderForSequenceClassification, TokenBatch, mean_pool,
+};
 pub use error::{ModelError, Result};
-pub use export::{HfModelFiles, save_hf_dir, write_atomic};
+pub use export::{HfModelFiles, save_hf_dir};
 pub use gguf::GgufFile;
-pub use llama::{GenerationConfig, KvCache, LlamaConfig, LlamaForCausalLM};
 pub use loader::{
-    Architecture, ModelSource, load_bert, load_bert_classifier, load_llama, read_bert_config,
-    tokenizer_files,
+    Family, ModelSource, load_causal_lm, load_encoder, load_sequence_classifier,
+    read_encoder_config, tokenizer_files,
 };
-pub use tokenizer::{
-    EncodedBatch, encode_batch, load_tokenizer_json, set_max_len, tokenizer_from_gguf,
-};
+pub use tokenizer::{load_tokenizer_json, tokenizer_from_gguf};
 pub use weights::{HostTensor, SafetensorsWeights, WeightSource};

@@ -1,15 +1,18 @@
-//! Loading a model and its tokenizer from a Hugging Face directory or a GGUF file.
+//! Loading a model and its tokenizer from a Hugging Face directory or a GGUF file: telling the
+//! family from `model_type` (or `general.architecture`), then building the encoder or decoder.
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use tokenizers::Tokenizer;
 
-use crate::bert::{BertConfig, BertForSequenceClassification, BertModel};
+use crate::config_json::ConfigJson;
+use crate::decoder::gguf::{GgufDecoderWeights, decoder_config_from_gguf};
+use crate::decoder::{DecoderConfig, DecoderFamily, DecoderForCausalLM};
+use crate::encoder::{Encoder, EncoderConfig, EncoderFamily, EncoderForSequenceClassification};
 use crate::error::{ModelError, Result, io_error};
 use crate::export::{NamedFiles, TOKENIZER_SIDE_FILES};
 use crate::gguf::GgufFile;
-use crate::llama::{GgufLlamaWeights, LlamaConfig, LlamaForCausalLM};
 use crate::tokenizer::{load_tokenizer_json, tokenizer_from_gguf};
 use crate::weights::SafetensorsWeights;
 
@@ -23,18 +26,58 @@ pub enum ModelSource {
     Gguf(PathBuf),
 }
 
-/// The architectures this crate implements.
+/// The family of a model, as its files say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Architecture {
-    /// BERT-style encoders (`model_type: "bert"`).
-    Bert,
-    /// Llama-style decoders (`model_type: "llama"`, or a GGUF `general.architecture: "llama"`).
-    Llama,
+pub enum Family {
+    /// A bidirectional encoder (sequence classification, embeddings).
+    Encoder(EncoderFamily),
+    /// A decoder language model.
+    Decoder(DecoderFamily),
+}
+
+impl Family {
+    /// Every supported `model_type`.
+    pub fn supported() -> Vec<&'static str> {
+        EncoderFamily::ALL
+            .iter()
+            .map(|(_, n)| *n)
+            .chain(DecoderFamily::ALL.iter().map(|(_, n)| *n))
+            .collect()
+    }
+
+    /// The family of a `model_type`.
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        EncoderFamily::from_model_type(model_type)
+            .map(Family::Encoder)
+            .or_else(|| DecoderFamily::from_model_type(model_type).map(Family::Decoder))
+    }
+
+    /// The `model_type` string.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Family::Encoder(f) => f.model_type(),
+            Family::Decoder(f) => f.model_type(),
+        }
+    }
+
+    /// PEFT's default `target_modules` for the family.
+    pub fn default_targets(self) -> &'static [&'static str] {
+        match self {
+            Family::Encoder(f) => f.default_targets(),
+            Family::Decoder(f) => f.default_targets(),
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.model_type())
+    }
 }
 
 impl ModelSource {
-    /// Classifies a path: a file ending in `.gguf` is GGUF, a directory is a Hugging Face
-    /// directory; anything else is an error that says what was expected.
+    /// Classifies a path: a file ending in `.gguf` is GGUF, anything else is taken as a Hugging
+    /// Face directory (checked when it is read).
     pub fn path(path: impl Into<PathBuf>) -> Self {
         let path = path.into();
         if path
@@ -54,31 +97,35 @@ impl ModelSource {
         }
     }
 
-    /// Reads just enough to tell the architecture (`model_type` or GGUF metadata).
-    pub fn architecture(&self) -> Result<Architecture> {
+    /// The directory's `config.json` (`None` for a GGUF file).
+    pub fn config_json(&self) -> Result<Option<ConfigJson>> {
+        match self {
+            ModelSource::HfDir(dir) => {
+                ConfigJson::read(&required_file(dir, "config.json")?).map(Some)
+            }
+            ModelSource::Gguf(_) => Ok(None),
+        }
+    }
+
+    /// Reads just enough to tell the family (`model_type`, or GGUF metadata).
+    pub fn family(&self) -> Result<Family> {
         match self {
             ModelSource::Gguf(path) => {
                 let file = GgufFile::open(path)?;
-                LlamaConfig::from_gguf(&file, path).map(|_| Architecture::Llama)
+                decoder_config_from_gguf(&file, path).map(|c| Family::Decoder(c.family))
             }
-            ModelSource::HfDir(dir) => {
-                let path = required_file(dir, "config.json")?;
-                let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
-                let value: serde_json::Value =
-                    serde_json::from_str(&text).map_err(|e| ModelError::Config {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
-                match value.get("model_type").and_then(|v| v.as_str()) {
-                    Some("bert") => Ok(Architecture::Bert),
-                    Some("llama") => Ok(Architecture::Llama),
-                    other => Err(ModelError::Config {
-                        path,
-                        reason: format!(
-                            "model_type {other:?} is not supported (supported: \"bert\", \"llama\")"
-                        ),
-                    }),
+            ModelSource::HfDir(_) => {
+                let config = self.config_json()?.expect("a directory has a config");
+                let model_type = config.model_type().unwrap_or("");
+                if config.map.contains_key("model_type") && config.opt_str("model_type").is_err() {
+                    return Err(config.error("'model_type' must be a string"));
                 }
+                Family::from_model_type(model_type).ok_or_else(|| {
+                    config.error(format!(
+                        "model_type \"{model_type}\" is not supported (supported: {})",
+                        Family::supported().join(", ")
+                    ))
+                })
             }
         }
     }
@@ -104,47 +151,53 @@ fn required_file(dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// The config, tokenizer and weights of a BERT Hugging Face directory.
-fn bert_files(source: &ModelSource) -> Result<(BertConfig, Tokenizer, SafetensorsWeights)> {
+/// The config, tokenizer and weights of an encoder's Hugging Face directory.
+fn encoder_files(source: &ModelSource) -> Result<(EncoderConfig, Tokenizer, SafetensorsWeights)> {
     let ModelSource::HfDir(dir) = source else {
         return Err(ModelError::NotAModel {
             path: source.as_path().to_path_buf(),
-            reason: "BERT models load from a Hugging Face directory, not a GGUF file".into(),
+            reason: "encoders load from a Hugging Face directory, not a GGUF file".into(),
         });
     };
-    let config = BertConfig::from_file(&required_file(dir, "config.json")?)?;
+    let config =
+        EncoderConfig::from_config(ConfigJson::read(&required_file(dir, "config.json")?)?)?;
     let tokenizer = load_tokenizer_json(&required_file(dir, "tokenizer.json")?)?;
     let weights = SafetensorsWeights::open_dir(dir)?;
     Ok((config, tokenizer, weights))
 }
 
-/// Loads a BERT encoder and its tokenizer from a Hugging Face directory.
-pub fn load_bert(source: &ModelSource, device: &Device) -> Result<(BertModel, Tokenizer)> {
-    let (config, tokenizer, weights) = bert_files(source)?;
-    let model = BertModel::load(&config, &weights, device)?;
-    tracing::info!(path = %source.as_path().display(), layers = config.num_hidden_layers, "loaded BERT");
+/// Loads an encoder (BERT, RoBERTa, XLM-RoBERTa, DistilBERT) and its tokenizer from a Hugging
+/// Face directory; a classifier checkpoint's head is left out.
+pub fn load_encoder(source: &ModelSource, device: &Device) -> Result<(Encoder, Tokenizer)> {
+    let (config, tokenizer, weights) = encoder_files(source)?;
+    let model = Encoder::load(&config, &weights, device)?;
+    tracing::info!(path = %source.as_path().display(), family = config.family.model_type(), layers = config.num_layers, "loaded encoder");
     Ok((model, tokenizer))
 }
 
-/// Loads a `BertForSequenceClassification` directory (encoder and `classifier` head, such as
-/// one `lora merge` wrote) with its tokenizer and config (whose `id2label` names the labels).
-pub fn load_bert_classifier(
+/// Loads a `*ForSequenceClassification` directory (encoder and head, such as one `lora merge`
+/// wrote) with its tokenizer and config (whose `id2label` names the labels).
+pub fn load_sequence_classifier(
     source: &ModelSource,
     device: &Device,
-) -> Result<(BertForSequenceClassification, Tokenizer, BertConfig)> {
-    let (config, tokenizer, weights) = bert_files(source)?;
-    let model = BertForSequenceClassification::load(&config, &weights, device)?;
-    tracing::info!(path = %source.as_path().display(), labels = model.num_labels(), "loaded BERT classifier");
+) -> Result<(EncoderForSequenceClassification, Tokenizer, EncoderConfig)> {
+    let (config, tokenizer, weights) = encoder_files(source)?;
+    let model = EncoderForSequenceClassification::load(&config, &weights, device)?;
+    tracing::info!(path = %source.as_path().display(), labels = model.num_labels(), "loaded sequence classifier");
     Ok((model, tokenizer, config))
 }
 
-/// The `config.json` of a Hugging Face directory (`None` for a GGUF file).
-pub fn read_bert_config(source: &ModelSource) -> Result<Option<BertConfig>> {
-    match source {
-        ModelSource::HfDir(dir) => {
-            BertConfig::from_file(&required_file(dir, "config.json")?).map(Some)
+/// The encoder config of a Hugging Face directory (`None` for a GGUF file or a decoder).
+pub fn read_encoder_config(source: &ModelSource) -> Result<Option<EncoderConfig>> {
+    match source.config_json()? {
+        Some(c)
+            if c.model_type()
+                .and_then(EncoderFamily::from_model_type)
+                .is_some() =>
+        {
+            EncoderConfig::from_config(c).map(Some)
         }
-        ModelSource::Gguf(_) => Ok(None),
+        _ => Ok(None),
     }
 }
 
@@ -184,25 +237,32 @@ pub fn tokenizer_files(
     }
 }
 
-/// Loads a Llama decoder and its tokenizer from a Hugging Face directory or a GGUF file
-/// (dequantised to `f32`, tokenizer rebuilt from the metadata).
-pub fn load_llama(source: &ModelSource, device: &Device) -> Result<(LlamaForCausalLM, Tokenizer)> {
+/// Loads a decoder of any supported family and its tokenizer from a Hugging Face directory or a
+/// GGUF file (dequantised to `f32`, tokenizer rebuilt from the metadata).
+pub fn load_causal_lm(
+    source: &ModelSource,
+    device: &Device,
+) -> Result<(DecoderForCausalLM, Tokenizer)> {
     match source {
         ModelSource::Gguf(path) => {
             let file = GgufFile::open(path)?;
-            let config = LlamaConfig::from_gguf(&file, path)?;
+            let config = decoder_config_from_gguf(&file, path)?;
             let tokenizer = tokenizer_from_gguf(&file)?;
-            let model =
-                LlamaForCausalLM::load(&config, &GgufLlamaWeights::new(&file, &config), device)?;
-            tracing::info!(path = %path.display(), layers = config.num_hidden_layers, "loaded Llama (GGUF)");
+            let model = DecoderForCausalLM::load(
+                &config,
+                &GgufDecoderWeights::new(&file, &config),
+                device,
+            )?;
+            tracing::info!(path = %path.display(), family = config.family.model_type(), layers = config.num_layers, "loaded decoder (GGUF)");
             Ok((model, tokenizer))
         }
         ModelSource::HfDir(dir) => {
-            let config = LlamaConfig::from_file(&required_file(dir, "config.json")?)?;
+            let config =
+                DecoderConfig::from_config(ConfigJson::read(&required_file(dir, "config.json")?)?)?;
             let tokenizer = load_tokenizer_json(&required_file(dir, "tokenizer.json")?)?;
             let weights = SafetensorsWeights::open_dir(dir)?;
-            let model = LlamaForCausalLM::load(&config, &weights, device)?;
-            tracing::info!(path = %dir.display(), layers = config.num_hidden_layers, "loaded Llama");
+            let model = DecoderForCausalLM::load(&config, &weights, device)?;
+            tracing::info!(path = %dir.display(), family = config.family.model_type(), layers = config.num_layers, "loaded decoder");
             Ok((model, tokenizer))
         }
     }

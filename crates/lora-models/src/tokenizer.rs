@@ -10,8 +10,6 @@ use tokenizers::Tokenizer;
 use crate::error::{ModelError, Result};
 use crate::gguf::{GgufFile, GgufValue};
 
-pub use lora_data::batching::{EncodedBatch, encode_batch, set_max_len};
-
 /// Loads a `tokenizer.json`, turning off any padding and truncation it presets (MiniLM's pads
 /// to 128 and truncates at 128): callers pad per batch and truncate to their own `max_len`.
 pub fn load_tokenizer_json(path: &Path) -> Result<Tokenizer> {

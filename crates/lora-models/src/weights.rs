@@ -7,46 +7,18 @@
 //! shape against what the model's config implies.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::Param;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::nn::{Embedding, EmbeddingConfig};
+use burn::tensor::{Device, Tensor};
 use lora_core::LoraLinear;
-use safetensors::{Dtype, SafeTensors};
+use lora_core::io::SafetensorsFile;
 
-use crate::error::{ModelError, Result, io_error};
+use crate::error::{ModelError, Result};
+use crate::layers::norm::{Norm, NormKind};
 
-/// A tensor in host memory: row-major `f32` data and its shape.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HostTensor {
-    /// The shape, outermost dimension first (PyTorch's convention).
-    pub shape: Vec<usize>,
-    /// The elements, row-major.
-    pub data: Vec<f32>,
-}
-
-impl HostTensor {
-    /// Checks the shape against `expected` and uploads the tensor to `device`.
-    pub fn into_tensor<const D: usize>(
-        self,
-        key: &str,
-        expected: [usize; D],
-        device: &Device,
-    ) -> Result<Tensor<D>> {
-        if self.shape != expected {
-            return Err(ModelError::ShapeMismatch {
-                key: key.to_string(),
-                expected: expected.to_vec(),
-                actual: self.shape,
-            });
-        }
-        Ok(Tensor::from_data(
-            TensorData::new(self.data, expected),
-            device,
-        ))
-    }
-}
+pub use lora_core::io::HostTensor;
 
 /// Anything that hands out weight tensors by name.
 pub trait WeightSource {
@@ -66,7 +38,7 @@ pub trait WeightSource {
 /// `model.safetensors.index.json`. Files are read into memory once; tensors are converted to
 /// `f32` (from F32, F16, BF16 or F64) when asked for.
 pub struct SafetensorsWeights {
-    files: Vec<(PathBuf, Vec<u8>)>,
+    files: Vec<SafetensorsFile>,
     index: BTreeMap<String, usize>,
 }
 
@@ -90,17 +62,22 @@ impl SafetensorsWeights {
         }
         let index_path = dir.join("model.safetensors.index.json");
         if !index_path.is_file() {
+            let reason = if dir.join("pytorch_model.bin").is_file()
+                || dir.join("pytorch_model.bin.index.json").is_file()
+            {
+                "it holds only PyTorch pickle weights (pytorch_model.bin), which lora-burn never \
+                 loads (unpickling runs code); convert them to safetensors first, e.g. with \
+                 transformers: AutoModel.from_pretrained(dir).save_pretrained(dir, \
+                 safe_serialization=True)"
+            } else {
+                "expected model.safetensors or model.safetensors.index.json"
+            };
             return Err(ModelError::NotAModel {
                 path: dir.to_path_buf(),
-                reason: "expected model.safetensors or model.safetensors.index.json".into(),
+                reason: reason.into(),
             });
         }
-        let text = std::fs::read_to_string(&index_path).map_err(io_error(&index_path))?;
-        let index: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| ModelError::Config {
-                path: index_path.clone(),
-                reason: e.to_string(),
-            })?;
+        let index: serde_json::Value = crate::error::read_json_config(&index_path)?;
         let map = index
             .get("weight_map")
             .and_then(|m| m.as_object())
@@ -116,27 +93,24 @@ impl SafetensorsWeights {
             index: BTreeMap::new(),
         };
         for shard in shards {
+            if shard.contains('/') || shard.contains('\\') || shard.starts_with('.') {
+                return Err(ModelError::Config {
+                    path: index_path.clone(),
+                    reason: format!("shard name '{shard}' is not a file name in the directory"),
+                });
+            }
             weights.add_file(&dir.join(shard))?;
         }
         Ok(weights)
     }
 
     fn add_file(&mut self, path: &Path) -> Result<()> {
-        let bytes = std::fs::read(path).map_err(io_error(path))?;
-        let keys: Vec<String> = SafeTensors::deserialize(&bytes)
-            .map_err(|e| ModelError::Safetensors {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?
-            .names()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
+        let file = SafetensorsFile::open(path)?;
         let file_index = self.files.len();
-        for key in keys {
-            self.index.insert(key, file_index);
+        for key in file.names() {
+            self.index.insert(key.clone(), file_index);
         }
-        self.files.push((path.to_path_buf(), bytes));
+        self.files.push(file);
         Ok(())
     }
 }
@@ -144,7 +118,7 @@ impl SafetensorsWeights {
 impl WeightSource for SafetensorsWeights {
     fn source_name(&self) -> String {
         match self.files.as_slice() {
-            [(path, _)] => path.display().to_string(),
+            [file] => file.path().display().to_string(),
             files => format!("{} safetensors shards", files.len()),
         }
     }
@@ -165,46 +139,8 @@ impl WeightSource for SafetensorsWeights {
                 key: key.to_string(),
                 source_name: self.source_name(),
             })?;
-        let (path, bytes) = &self.files[file];
-        let tensors = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Safetensors {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let view = tensors.tensor(key).map_err(|e| ModelError::Safetensors {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        let data = to_f32(key, view.dtype(), view.data())?;
-        Ok(HostTensor {
-            shape: view.shape().to_vec(),
-            data,
-        })
+        Ok(self.files[file].read(key)?)
     }
-}
-
-/// Converts little-endian raw tensor bytes of a float dtype to `f32`.
-fn to_f32(key: &str, dtype: Dtype, bytes: &[u8]) -> Result<Vec<f32>> {
-    let chunks = |n: usize| bytes.chunks_exact(n);
-    Ok(match dtype {
-        Dtype::F32 => chunks(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => chunks(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => chunks(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::F64 => chunks(8)
-            .map(|b| f64::from_le_bytes(b.try_into().expect("8-byte chunk")) as f32)
-            .collect(),
-        other => {
-            return Err(ModelError::UnsupportedDtype {
-                key: key.to_string(),
-                dtype: format!("{other:?}"),
-            });
-        }
-    })
 }
 
 /// Loads a tensor of the given shape.
@@ -214,7 +150,7 @@ pub fn load_tensor<const D: usize>(
     shape: [usize; D],
     device: &Device,
 ) -> Result<Tensor<D>> {
-    source.read(key)?.into_tensor(key, shape, device)
+    Ok(source.read(key)?.into_tensor(key, shape, device)?)
 }
 
 /// Loads a PyTorch linear layer `{prefix}.weight: [out, in]` (and `{prefix}.bias: [out]`) into
@@ -241,6 +177,54 @@ pub fn load_linear(
     Ok(LoraLinear::from_weights(weight.transpose(), bias)?)
 }
 
+/// Loads a linear layer stored either as PyTorch's `Linear` (`{prefix}.weight: [out, in]`) or,
+/// with `conv1d`, as Hugging Face's `Conv1D` (`[in, out]`, GPT-2), into a frozen [`LoraLinear`]
+/// (whose weight is Burn's `[in, out]`).
+pub fn load_linear_oriented(
+    source: &dyn WeightSource,
+    prefix: &str,
+    d_in: usize,
+    d_out: usize,
+    bias: bool,
+    conv1d: bool,
+    device: &Device,
+) -> Result<LoraLinear> {
+    if !conv1d {
+        return load_linear(source, prefix, d_in, d_out, bias, device);
+    }
+    let weight = load_tensor(source, &format!("{prefix}.weight"), [d_in, d_out], device)?;
+    let bias = bias
+        .then(|| load_tensor(source, &format!("{prefix}.bias"), [d_out], device))
+        .transpose()?;
+    Ok(LoraLinear::from_weights(weight, bias)?)
+}
+
+/// Loads a [`Norm`] of `kind` from `{prefix}.weight` (and `{prefix}.bias` for a LayerNorm, or
+/// the older `gamma` / `beta` names).
+pub fn load_norm(
+    source: &dyn WeightSource,
+    prefix: &str,
+    kind: NormKind,
+    dim: usize,
+    epsilon: f64,
+    device: &Device,
+) -> Result<Norm> {
+    let pick = |new: &str, old: &str| {
+        let new_key = format!("{prefix}.{new}");
+        let old_key = format!("{prefix}.{old}");
+        if !source.contains(&new_key) && source.contains(&old_key) {
+            old_key
+        } else {
+            new_key
+        }
+    };
+    let weight = load_tensor(source, &pick("weight", "gamma"), [dim], device)?;
+    let bias = (kind == NormKind::LayerNorm)
+        .then(|| load_tensor(source, &pick("bias", "beta"), [dim], device))
+        .transpose()?;
+    Ok(Norm::new(kind, weight, bias, epsilon))
+}
+
 /// Loads `{key}: [vocab, dim]` into a frozen embedding table.
 pub fn load_embedding(
     source: &dyn WeightSource,
@@ -253,31 +237,6 @@ pub fn load_embedding(
     let mut embedding = EmbeddingConfig::new(vocab, dim).init(device);
     embedding.weight = frozen(weight);
     Ok(embedding)
-}
-
-/// Loads a LayerNorm from `{prefix}.weight` / `{prefix}.bias` (or the older `gamma` / `beta`).
-pub fn load_layer_norm(
-    source: &dyn WeightSource,
-    prefix: &str,
-    dim: usize,
-    epsilon: f64,
-    device: &Device,
-) -> Result<LayerNorm> {
-    let pick = |new: &str, old: &str| {
-        let new_key = format!("{prefix}.{new}");
-        let old_key = format!("{prefix}.{old}");
-        if !source.contains(&new_key) && source.contains(&old_key) {
-            old_key
-        } else {
-            new_key
-        }
-    };
-    let gamma = load_tensor(source, &pick("weight", "gamma"), [dim], device)?;
-    let beta = load_tensor(source, &pick("bias", "beta"), [dim], device)?;
-    let mut norm = LayerNormConfig::new(dim).with_epsilon(epsilon).init(device);
-    norm.gamma = frozen(gamma);
-    norm.beta = Some(frozen(beta));
-    Ok(norm)
 }
 
 /// A parameter that does not train (pre-trained weights start frozen; training methods

@@ -5,13 +5,13 @@
 use burn::tensor::Tensor;
 use lora_core::LoraError;
 
+use crate::adaptable::Adaptable;
 use crate::error::Result;
-use crate::inject::Adaptable;
 
 /// The names of every adapter anywhere in the model, in first-seen order.
-pub fn adapter_names<M: Adaptable>(model: &mut M) -> Vec<String> {
+pub fn adapter_names<M: Adaptable + ?Sized>(model: &M) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
-    for (_, linear) in model.linears_mut() {
+    for (_, linear) in model.linears() {
         for name in linear
             .adapter_names()
             .into_iter()
@@ -25,7 +25,7 @@ pub fn adapter_names<M: Adaptable>(model: &mut M) -> Vec<String> {
     names
 }
 
-fn unknown<M: Adaptable>(model: &mut M, name: &str) -> LoraError {
+fn unknown<M: Adaptable + ?Sized>(model: &M, name: &str) -> LoraError {
     LoraError::UnknownAdapter {
         name: name.to_string(),
         known: adapter_names(model),
@@ -34,7 +34,7 @@ fn unknown<M: Adaptable>(model: &mut M, name: &str) -> LoraError {
 
 /// Makes exactly the named adapters active in every layer that holds them (others in those
 /// layers become inactive). Every name must exist somewhere in the model.
-pub fn set_active_adapters<M: Adaptable>(model: &mut M, names: &[&str]) -> Result<()> {
+pub fn set_active_adapters<M: Adaptable + ?Sized>(model: &mut M, names: &[&str]) -> Result<()> {
     let known = adapter_names(model);
     if let Some(missing) = names.iter().find(|n| !known.iter().any(|k| k == *n)) {
         return Err(unknown(model, missing).into());
@@ -54,7 +54,7 @@ pub fn set_active_adapters<M: Adaptable>(model: &mut M, names: &[&str]) -> Resul
 
 /// Makes the named adapter's factors trainable or frozen everywhere, leaving other adapters as
 /// they are: train one adapter while the others stay frozen.
-pub fn set_adapter_trainable<M: Adaptable>(
+pub fn set_adapter_trainable<M: Adaptable + ?Sized>(
     model: &mut M,
     name: &str,
     trainable: bool,
@@ -73,7 +73,7 @@ pub fn set_adapter_trainable<M: Adaptable>(
 }
 
 /// Removes the named adapter from every layer (it must not be merged).
-pub fn delete_adapter<M: Adaptable>(model: &mut M, name: &str) -> Result<()> {
+pub fn delete_adapter<M: Adaptable + ?Sized>(model: &mut M, name: &str) -> Result<()> {
     let mut found = false;
     for (_, linear) in model.linears_mut() {
         if linear.adapter(name).is_ok() {
@@ -130,7 +130,7 @@ pub fn merge_adapters<M: Adaptable, const D: usize>(
 
 /// Merges the active adapters and removes every adapter: the model becomes a plain model whose
 /// forward equals the adapted one (PEFT's `merge_and_unload`).
-pub fn merge_and_unload<M: Adaptable>(model: &mut M) -> Result<()> {
+pub fn merge_and_unload<M: Adaptable + ?Sized>(model: &mut M) -> Result<()> {
     for (_, linear) in model.linears_mut() {
         if !linear.is_disabled() {
             linear.merge_all()?;
@@ -142,7 +142,7 @@ pub fn merge_and_unload<M: Adaptable>(model: &mut M) -> Result<()> {
 }
 
 /// Unmerges and removes every adapter: the model returns to its base weights (PEFT's `unload`).
-pub fn unload<M: Adaptable>(model: &mut M) -> Result<()> {
+pub fn unload<M: Adaptable + ?Sized>(model: &mut M) -> Result<()> {
     for (_, linear) in model.linears_mut() {
         linear.unmerge_all()?;
         linear.set_disabled(false)?;

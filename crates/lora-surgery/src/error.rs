@@ -53,19 +53,9 @@ pub enum SurgeryError {
         /// The first missing and unexpected keys, or the shape mismatch.
         reason: String,
     },
-    /// A file could not be read or written.
-    #[error("{action} {path}: {reason}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The operating-system or format error.
-        reason: String,
-    },
-    /// An error from the model crate (reading or writing model files).
+    /// An error reading or writing tensors and files.
     #[error(transparent)]
-    Model(#[from] lora_models::ModelError),
+    File(#[from] lora_core::IoError),
     /// An error from the LoRA layer (unknown adapter, merge state, invalid config).
     #[error(transparent)]
     Lora(#[from] lora_core::LoraError),

@@ -34,7 +34,7 @@
 //! };
 //! let config = LoraConfig::new(4);
 //! // The dry run names what would change; inject changes it.
-//! let report = lora_surgery::plan(&mut model, &spec, &config)?;
+//! let report = lora_surgery::plan(&model, &spec, &config)?;
 //! assert_eq!(report.targeted[1].name, "layers.1.q_proj");
 //! lora_surgery::inject(&mut model, "default", &spec, &config)?;
 //! assert_eq!(ParamCount::of(&model).trainable, 2 * 4 * (16 + 16));
@@ -42,7 +42,7 @@
 //! // A PEFT adapter directory, and back.
 //! let dir = tempfile::tempdir()?;
 //! let peft = lora_surgery::PeftConfig::new(spec.clone(), config);
-//! lora_surgery::save_adapter(&mut model, "default", &peft, dir.path())?;
+//! lora_surgery::save_adapter(&model, "default", &peft, dir.path())?;
 //! let mut fresh = Model {
 //!     layers: (0..2).map(|_| Attention { q_proj: linear(), v_proj: linear() }).collect(),
 //! };
@@ -51,27 +51,31 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod adaptable;
 pub mod adapters;
 pub mod error;
 pub mod inject;
 pub mod peft;
+pub mod peft_model;
 pub mod target;
+pub mod task_type;
 pub mod weight_path;
 
+pub use adaptable::{Adaptable, BiasParam, join_path, selected_biases, set_biases_trainable};
 pub use adapters::{
     adapter_names, delete_adapter, merge_adapters, merge_and_unload, set_active_adapters,
     set_adapter_trainable, unload, with_adapters_disabled,
 };
 pub use error::{Result, SurgeryError};
-pub use inject::{
-    Adaptable, InjectionReport, PlannedModule, inject, join_path, plan, selected_biases,
-    set_biases_trainable,
-};
-/// A bias parameter, as [`Adaptable::biases_mut`] hands them out.
-pub type BiasParam = burn::module::Param<burn::tensor::Tensor<1>>;
+pub use inject::{InjectionReport, PlannedModule, inject, plan};
 pub use lora_core::LoraLinear;
 /// `#[derive(Adaptable)]`: see the `lora-derive` crate.
 pub use lora_derive::Adaptable;
-pub use peft::{LoadedAdapter, PeftConfig, load_adapter, load_seq_cls_adapter, save_adapter};
+pub use peft::{
+    AdapterFiles, LoadedAdapter, PeftConfig, adapter_tensors, apply_adapter, load_adapter,
+    save_adapter,
+};
+pub use peft_model::PeftModel;
 pub use target::{BiasMode, LayerIndices, ModulePattern, TargetMatcher, TargetSpec};
+pub use task_type::TaskType;
 pub use weight_path::{WeightPathLora, apply_weight_path_lora};

@@ -8,23 +8,19 @@
 //! `inference_mode`, …) are accepted; every other field must hold its neutral value (`null`,
 //! `false`, `{}`, `[]`, or PEFT's default), otherwise the file is refused with the field named.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Tensor, TensorData};
+use lora_core::io::write_atomic;
+use lora_core::io::{HostTensor, NamedTensors, SafetensorsFile, SaveDtype, safetensors_bytes};
 use lora_core::{LoraAdapter, LoraConfig, LoraInit};
-use lora_models::export::{
-    NamedHostTensors, SaveDtype, host_tensor, safetensors_bytes, write_atomic,
-};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use serde_json::{Map, Value, json};
 
+use crate::adaptable::{Adaptable, selected_biases};
 use crate::error::{Result, SurgeryError};
-use crate::inject::{Adaptable, InjectionReport, plan, selected_biases};
+use crate::inject::{InjectionReport, plan};
 use crate::target::{BiasMode, LayerIndices, ModulePattern, TargetSpec};
-
-/// Host tensors by name: shape and `f32` data in PyTorch's layout.
-pub type HostTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+use crate::task_type::TaskType;
 
 /// The prefix PEFT puts before module paths in adapter files.
 pub const KEY_PREFIX: &str = "base_model.model.";
@@ -36,16 +32,25 @@ pub struct PeftConfig {
     pub targets: TargetSpec,
     /// Rank, alpha, dropout, rsLoRA and init.
     pub lora: LoraConfig,
-    /// `task_type`: `SEQ_CLS`, `CAUSAL_LM`, … (`None` if absent).
-    pub task_type: Option<String>,
+    /// `task_type` (`None` if absent).
+    pub task_type: Option<TaskType>,
     /// `base_model_name_or_path`.
     pub base_model: Option<String>,
     /// Whole modules trained and saved with the adapter (e.g. `classifier`).
     pub modules_to_save: Vec<String>,
+    /// `fan_in_fan_out`: the adapted layers store weights `[in, out]` (GPT-2's `Conv1D`). PEFT
+    /// sets it from the layer type whatever the file says, and so does this crate: it is
+    /// written from the model ([`Adaptable::fan_in_fan_out`]) and, when a file disagrees with
+    /// the model, the model wins (with a warning), as in PEFT.
+    pub fan_in_fan_out: bool,
 }
 
+/// The head names PEFT's `PeftModelForSequenceClassification` adds to `modules_to_save`.
+pub const SEQ_CLS_HEADS: [&str; 2] = ["classifier", "score"];
+
 /// Fields that are read and used.
-const USED: [&str; 15] = [
+const USED: [&str; 16] = [
+    "fan_in_fan_out",
     "peft_type",
     "task_type",
     "base_model_name_or_path",
@@ -94,16 +99,29 @@ impl PeftConfig {
             task_type: None,
             base_model: None,
             modules_to_save: Vec::new(),
+            fan_in_fan_out: false,
         }
+    }
+
+    /// The `modules_to_save` PEFT uses for this config: the listed ones, plus, for a `SEQ_CLS`
+    /// adapter, the classification heads PEFT always adds (`classifier`, `score`; see
+    /// [`SEQ_CLS_HEADS`]), even when the config says `null`.
+    pub fn effective_modules_to_save(&self) -> Vec<String> {
+        let mut names = self.modules_to_save.clone();
+        if self.task_type == Some(TaskType::SeqCls) {
+            for head in SEQ_CLS_HEADS {
+                if !names.iter().any(|n| n == head) {
+                    names.push(head.to_string());
+                }
+            }
+        }
+        names
     }
 
     /// Reads and checks an `adapter_config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| SurgeryError::Io {
-            action: "reading",
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(lora_core::io::file_error("read", path))?;
         Self::from_json(path, &text)
     }
 
@@ -204,15 +222,34 @@ impl PeftConfig {
         if targets.target_modules.is_none() {
             return Err(bad("no target_modules".into()));
         }
+        let task_type = match get("task_type") {
+            None => None,
+            Some(v) => Some(v.as_str().and_then(TaskType::parse).ok_or_else(|| {
+                SurgeryError::UnsupportedField {
+                    field: "task_type".into(),
+                    value: v.to_string(),
+                    reason: format!("PEFT's task types are {}", TaskType::NAMES.join(", ")),
+                }
+            })?),
+        };
         let modules_to_save = match get("modules_to_save") {
             None => Vec::new(),
             Some(v) => serde_json::from_value(v.clone())
                 .map_err(|e| bad(format!("modules_to_save: {e}")))?,
         };
+        let fan_in_fan_out = match get("fan_in_fan_out") {
+            None => false,
+            Some(v) => v.as_bool().ok_or_else(|| SurgeryError::UnsupportedField {
+                field: "fan_in_fan_out".into(),
+                value: v.to_string(),
+                reason: "it must be true or false".into(),
+            })?,
+        };
         Ok(Self {
             targets,
             lora,
-            task_type: get("task_type").and_then(Value::as_str).map(str::to_string),
+            fan_in_fan_out,
+            task_type,
             base_model: get("base_model_name_or_path")
                 .and_then(Value::as_str)
                 .map(str::to_string),
@@ -232,7 +269,7 @@ impl PeftConfig {
         map.insert("target_modules".into(), json!(self.targets.target_modules));
         map.insert("bias".into(), json!(self.targets.bias));
         map.insert("use_rslora".into(), json!(self.lora.use_rslora));
-        map.insert("fan_in_fan_out".into(), json!(false));
+        map.insert("fan_in_fan_out".into(), json!(self.fan_in_fan_out));
         map.insert("inference_mode".into(), json!(true));
         map.insert(
             "init_lora_weights".into(),
@@ -270,16 +307,7 @@ pub struct LoadedAdapter {
     /// Where each adapter went, with its resolved r, alpha and scaling.
     pub report: InjectionReport,
     /// `modules_to_save` tensors by parameter path (e.g. `classifier.weight`), PyTorch layout.
-    pub saved_modules: HostTensors,
-}
-
-fn read_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
-    (view.dtype() == Dtype::F32).then(|| {
-        view.data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
-    })
+    pub saved_modules: NamedTensors,
 }
 
 /// Normalises an adapter key: strips `base_model.model.` and a `.default` adapter infix.
@@ -289,32 +317,52 @@ fn normalise_key(key: &str) -> String {
         .replace(".lora_B.default.", ".lora_B.")
 }
 
-/// Reads `adapter_model.safetensors` of an adapter directory: every tensor as `f32` under its
-/// normalised key (see [`normalise_key`]).
-fn read_adapter_tensors(dir: &Path) -> Result<(PathBuf, HostTensors)> {
-    let path = dir.join("adapter_model.safetensors");
-    let io = |action: &'static str| {
-        let path = path.clone();
-        move |reason: String| SurgeryError::Io {
-            action,
-            path,
-            reason,
+/// A PEFT adapter directory read into memory: its config and every tensor (as `f32`, under its
+/// normalised key: no `base_model.model.` prefix, no `.default` infix).
+#[derive(Debug)]
+pub struct AdapterFiles {
+    /// `adapter_config.json`.
+    pub config: PeftConfig,
+    /// The path of `adapter_model.safetensors` (for messages).
+    pub weights_path: PathBuf,
+    /// Every tensor by normalised key, PyTorch layout.
+    pub tensors: NamedTensors,
+}
+
+impl AdapterFiles {
+    /// Reads `adapter_config.json` and `adapter_model.safetensors` of `dir`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let config = PeftConfig::from_file(&dir.join("adapter_config.json"))?;
+        let weights_path = dir.join("adapter_model.safetensors");
+        let file = SafetensorsFile::open(&weights_path)?;
+        let mut tensors = NamedTensors::new();
+        for key in file.names() {
+            tensors.insert(normalise_key(key), file.read(key)?);
         }
-    };
-    let bytes = std::fs::read(&path).map_err(|e| io("reading")(e.to_string()))?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| io("parsing")(e.to_string()))?;
-    let mut tensors = BTreeMap::new();
-    for (key, view) in file.tensors() {
-        let data = read_f32(&view).ok_or_else(|| SurgeryError::Mismatch {
-            path: path.clone(),
-            reason: format!(
-                "tensor '{key}' is {:?}; adapter tensors must be F32",
-                view.dtype()
-            ),
-        })?;
-        tensors.insert(normalise_key(&key), (view.shape().to_vec(), data));
+        Ok(Self {
+            config,
+            weights_path,
+            tensors,
+        })
     }
-    Ok((path, tensors))
+
+    /// ` (the adapter was made for base model 'X')`, from `base_model_name_or_path`, to end a
+    /// mismatch message: the usual cause is an adapter for another base.
+    pub fn base_model_hint(&self) -> String {
+        self.config
+            .base_model
+            .as_deref()
+            .map(|b| format!(" (the adapter was made for base model '{b}')"))
+            .unwrap_or_default()
+    }
+
+    /// A [`SurgeryError::Mismatch`] about this adapter's weights file.
+    pub fn mismatch(&self, reason: impl Into<String>) -> SurgeryError {
+        SurgeryError::Mismatch {
+            path: self.weights_path.clone(),
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Loads a PEFT LoRA adapter directory onto `model` as the adapter called `name`.
@@ -322,35 +370,39 @@ fn read_adapter_tensors(dir: &Path) -> Result<(PathBuf, HostTensors)> {
 /// Every module the config targets must have both factors in the file with the config's
 /// shapes; a key that fits no targeted module (and no `modules_to_save` entry) is refused too.
 /// The error names the first missing and unexpected keys, or the shape mismatch.
-pub fn load_adapter<M: Adaptable>(model: &mut M, dir: &Path, name: &str) -> Result<LoadedAdapter> {
-    let config = PeftConfig::from_file(&dir.join("adapter_config.json"))?;
-    let (weights_path, tensors) = read_adapter_tensors(dir)?;
-    apply_adapter(model, config, &weights_path, tensors, name)
-}
-
-/// Puts already-read adapter tensors into `model` (the body of [`load_adapter`]).
-fn apply_adapter<M: Adaptable>(
+pub fn load_adapter<M: Adaptable + ?Sized>(
     model: &mut M,
-    config: PeftConfig,
-    weights_path: &Path,
-    tensors: HostTensors,
+    dir: &Path,
     name: &str,
 ) -> Result<LoadedAdapter> {
-    let weights_path = weights_path.to_path_buf();
-    let for_base = base_model_hint(&config);
-    let mismatch = |reason: String| SurgeryError::Mismatch {
-        path: weights_path.clone(),
-        reason: format!("{reason}{for_base}"),
-    };
+    apply_adapter(model, AdapterFiles::read(dir)?, name)
+}
+
+/// Puts an adapter read with [`AdapterFiles::read`] into `model` as the adapter called `name`
+/// (the body of [`load_adapter`], for callers that look at the files first).
+pub fn apply_adapter<M: Adaptable + ?Sized>(
+    model: &mut M,
+    files: AdapterFiles,
+    name: &str,
+) -> Result<LoadedAdapter> {
+    let for_base = files.base_model_hint();
+    if files.config.fan_in_fan_out != model.fan_in_fan_out() {
+        tracing::warn!(
+            file = files.config.fan_in_fan_out,
+            model = model.fan_in_fan_out(),
+            "adapter_config.json's fan_in_fan_out does not match the model's layers; using the \
+             model's, as PEFT does"
+        );
+    }
+    let mismatch = |reason: String| files.mismatch(format!("{reason}{for_base}"));
+    let config = &files.config;
+    let tensors = &files.tensors;
     let report = plan(model, &config.targets, &config.lora).map_err(|e| match e {
-        SurgeryError::NothingMatched { targets, available } => SurgeryError::Mismatch {
-            path: weights_path.clone(),
-            reason: format!(
-                "it targets {targets}, which matches none of this model's layers{for_base}; \
-                 the model's linear layers are:\n  {}",
-                available.join("\n  ")
-            ),
-        },
+        SurgeryError::NothingMatched { targets, available } => files.mismatch(format!(
+            "it targets {targets}, which matches none of this model's layers{for_base}; the \
+             model's linear layers are:\n  {}",
+            available.join("\n  ")
+        )),
         other => other,
     })?;
     let mut missing = Vec::new();
@@ -362,14 +414,10 @@ fn apply_adapter<M: Adaptable>(
             }
         }
     }
-    let saved_modules: HostTensors = tensors
+    let saved_names = config.effective_modules_to_save();
+    let saved_modules: NamedTensors = tensors
         .iter()
-        .filter(|(k, _)| {
-            config
-                .modules_to_save
-                .iter()
-                .any(|m| k.starts_with(&format!("{m}.")) || k.contains(&format!(".{m}.")))
-        })
+        .filter(|(k, _)| saved_names.iter().any(|m| within_module(k, m)))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let targeted: Vec<String> = report.targeted.iter().map(|p| p.name.clone()).collect();
@@ -385,28 +433,47 @@ fn apply_adapter<M: Adaptable>(
         })
         .collect();
     if !missing.is_empty() || !unexpected.is_empty() {
-        return Err(mismatch(format!(
-            "missing keys (first 5): {:?}; unexpected keys (first 5): {:?}",
-            &missing[..missing.len().min(5)],
-            &unexpected[..unexpected.len().min(5)]
-        )));
+        let mut parts = Vec::new();
+        if !missing.is_empty() {
+            parts.push(format!(
+                "{} tensor(s) the config implies are missing (first 5: {:?})",
+                missing.len(),
+                &missing[..missing.len().min(5)]
+            ));
+        }
+        if !unexpected.is_empty() {
+            parts.push(format!(
+                "{} tensor(s) fit no targeted module or modules_to_save entry (first 5: {:?})",
+                unexpected.len(),
+                &unexpected[..unexpected.len().min(5)]
+            ));
+        }
+        return Err(mismatch(parts.join("; ")));
     }
     for (module, linear) in model.linears_mut() {
         let Some(planned) = report.targeted.iter().find(|p| p.name == module) else {
             continue;
         };
-        let (a_shape, a) = &tensors[&format!("{module}.lora_A.weight")];
-        let (b_shape, b) = &tensors[&format!("{module}.lora_B.weight")];
+        let a = &tensors[&format!("{module}.lora_A.weight")];
+        let b = &tensors[&format!("{module}.lora_B.weight")];
         let (d_in, d_out, r) = (linear.in_features(), linear.out_features(), planned.r);
-        if a_shape != &[r, d_in] || b_shape != &[d_out, r] {
+        if a.shape != [r, d_in] || b.shape != [d_out, r] {
             return Err(mismatch(format!(
-                "'{module}': lora_A is {a_shape:?} (expected [{r}, {d_in}]), lora_B is \
-                 {b_shape:?} (expected [{d_out}, {r}])"
+                "'{module}': lora_A is {:?} (expected [{r}, {d_in}]), lora_B is {:?} \
+                 (expected [{d_out}, {r}])",
+                a.shape, b.shape
             )));
         }
         let device = linear.device();
-        let a = Tensor::<2>::from_data(TensorData::new(a.clone(), [r, d_in]), &device).transpose();
-        let b = Tensor::<2>::from_data(TensorData::new(b.clone(), [d_out, r]), &device).transpose();
+        let upload = |t: &HostTensor, key: &str| {
+            t.check_finite(key)?;
+            Ok::<_, SurgeryError>(
+                Tensor::<2>::from_data(TensorData::new(t.data.clone(), t.shape.clone()), &device)
+                    .transpose(),
+            )
+        };
+        let a = upload(a, &format!("{module}.lora_A.weight"))?;
+        let b = upload(b, &format!("{module}.lora_B.weight"))?;
         let lora = LoraConfig {
             r,
             alpha: planned.alpha,
@@ -414,198 +481,157 @@ fn apply_adapter<M: Adaptable>(
         };
         linear.insert_adapter(LoraAdapter::from_factors(name, lora, a, b)?)?;
     }
-    install_saved_copies(model, &config, &saved_modules, name, &weights_path)?;
+    install_saved_copies(model, &files, &saved_modules, name)?;
     // Trained biases (bias "all" / "lora_only") replace the model's, as PEFT loads them.
     for (bias_name, bias) in model.biases_mut() {
         if !biases.contains(&bias_name) {
             continue;
         }
-        let Some((shape, data)) = tensors.get(&bias_name) else {
+        let Some(saved) = tensors.get(&bias_name) else {
             continue;
         };
         let dims = bias.dims();
-        if shape != &dims.to_vec() {
+        if saved.shape != dims {
             return Err(mismatch(format!(
-                "'{bias_name}' is {shape:?}, the model's is {dims:?}"
+                "'{bias_name}' is {:?}, the model's is {dims:?}",
+                saved.shape
             )));
         }
+        saved.check_finite(&bias_name)?;
         let device = bias.device();
-        let value = Tensor::<1>::from_data(TensorData::new(data.clone(), dims), &device);
+        let value = Tensor::<1>::from_data(TensorData::new(saved.data.clone(), dims), &device);
         *bias = bias
             .clone()
             .map(|_| value)
             .set_require_grad(config.targets.bias != BiasMode::None);
     }
     Ok(LoadedAdapter {
-        config,
+        config: files.config,
         report,
         saved_modules,
     })
 }
 
-/// ` (the adapter was made for base model 'X')`, from `base_model_name_or_path`, to end a
-/// mismatch message: the usual cause is an adapter for another base.
-fn base_model_hint(config: &PeftConfig) -> String {
-    config
-        .base_model
-        .as_deref()
-        .map(|b| format!(" (the adapter was made for base model '{b}')"))
-        .unwrap_or_default()
+/// Whether a tensor key or module path lies within a module that `modules_to_save` entry `m`
+/// selects. PEFT wraps every module whose name ends with `m` (a plain string suffix, so
+/// `classifier` also selects DistilBERT's `pre_classifier`), and a wrapped module takes its
+/// children along (RoBERTa's `classifier` head holds `classifier.dense` and
+/// `classifier.out_proj`): so any dotted prefix of `path` that ends with `m` counts.
+pub(crate) fn within_module(path: &str, m: &str) -> bool {
+    !m.is_empty()
+        && path
+            .match_indices('.')
+            .map(|(i, _)| &path[..i])
+            .chain(std::iter::once(path))
+            .any(|prefix| prefix.ends_with(m))
 }
 
-/// Whether `module` is one of `modules_to_save` (equal, or a dotted suffix, as PEFT matches).
-fn is_saved_module(config: &PeftConfig, module: &str) -> bool {
-    config
-        .modules_to_save
-        .iter()
-        .any(|m| module == m || module.ends_with(&format!(".{m}")))
+#[cfg(test)]
+#[test]
+fn modules_to_save_match_as_peft_does() {
+    assert!(within_module("classifier", "classifier"));
+    assert!(within_module("classifier.weight", "classifier"));
+    assert!(within_module("classifier.out_proj.weight", "classifier"));
+    assert!(within_module("pre_classifier.bias", "classifier"));
+    assert!(within_module("bert.pooler.dense", "pooler.dense"));
+    assert!(!within_module("classifier_x.weight", "classifier.weight.y"));
+    assert!(!within_module("score.weight", "classifier"));
 }
 
 /// Gives every `modules_to_save` linear of the model its copy from the file.
-fn install_saved_copies<M: Adaptable>(
+fn install_saved_copies<M: Adaptable + ?Sized>(
     model: &mut M,
-    config: &PeftConfig,
-    saved: &HostTensors,
+    files: &AdapterFiles,
+    saved: &NamedTensors,
     name: &str,
-    path: &Path,
 ) -> Result<()> {
+    let listed = &files.config.modules_to_save;
+    let effective = files.config.effective_modules_to_save();
     for (module, linear) in model.linears_mut() {
-        if !is_saved_module(config, &module) {
+        if !effective.iter().any(|m| within_module(&module, m)) {
             continue;
         }
         let (d_in, d_out) = (linear.in_features(), linear.out_features());
         let weight_key = format!("{module}.weight");
-        let (shape, weight) = saved
-            .get(&weight_key)
-            .ok_or_else(|| SurgeryError::Mismatch {
-                path: path.to_path_buf(),
-                reason: format!("modules_to_save lists '{module}', but '{weight_key}' is missing"),
-            })?;
-        if shape != &[d_out, d_in] {
-            return Err(SurgeryError::Mismatch {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "'{weight_key}' is {shape:?}, the model's layer is [{d_out}, {d_in}]"
-                ),
-            });
-        }
+        let Some(weight) = saved.get(&weight_key) else {
+            if listed.iter().any(|m| within_module(&module, m)) {
+                return Err(files.mismatch(format!(
+                    "modules_to_save lists '{module}', but '{weight_key}' is missing"
+                )));
+            }
+            // A head PEFT adds on its own (SEQ_CLS) that the file does not carry: PEFT keeps
+            // the model's own head, and so do we.
+            continue;
+        };
+        weight.check_finite(&weight_key)?;
         let device = linear.device();
-        let weight =
-            Tensor::<2>::from_data(TensorData::new(weight.clone(), [d_out, d_in]), &device)
-                .transpose();
-        let bias = saved
-            .get(&format!("{module}.bias"))
-            .map(|(_, b)| Tensor::<1>::from_data(TensorData::new(b.clone(), [d_out]), &device));
+        let weight = weight
+            .clone()
+            .into_tensor::<2>(&weight_key, [d_out, d_in], &device)
+            .map_err(|e| files.mismatch(e.to_string()))?
+            .transpose();
+        let bias_key = format!("{module}.bias");
+        let bias = match saved.get(&bias_key) {
+            Some(b) => {
+                b.check_finite(&bias_key)?;
+                Some(
+                    b.clone()
+                        .into_tensor::<1>(&bias_key, [d_out], &device)
+                        .map_err(|e| files.mismatch(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
         linear.insert_saved_copy(name, Some((weight, bias)))?;
     }
     Ok(())
 }
 
-/// Applies a `SEQ_CLS` adapter to a bare encoder (such as MiniLM's `BertModel`): the adapter's
-/// saved `classifier` supplies the head and the number of labels. A bare encoder has no head of
-/// its own, so the adapter's head is also the base head (what the model uses with adapters
-/// disabled).
-pub fn load_seq_cls_adapter(
-    bert: lora_models::BertModel,
-    dir: &Path,
-    name: &str,
-) -> Result<(lora_models::BertForSequenceClassification, LoadedAdapter)> {
-    let config = PeftConfig::from_file(&dir.join("adapter_config.json"))?;
-    let (weights_path, tensors) = read_adapter_tensors(dir)?;
-    if let Some(task) = config.task_type.as_deref().filter(|t| *t != "SEQ_CLS") {
-        return Err(SurgeryError::Mismatch {
-            path: weights_path,
-            reason: format!(
-                "it is a {task} adapter; a BERT encoder takes a SEQ_CLS adapter{}",
-                base_model_hint(&config)
-            ),
-        });
-    }
-    let (Some((shape, w)), Some((_, b))) = (
-        tensors.get("classifier.weight"),
-        tensors.get("classifier.bias"),
-    ) else {
-        return Err(SurgeryError::Mismatch {
-            path: weights_path,
-            reason: "a SEQ_CLS adapter for a bare encoder must save the classifier \
-                     (modules_to_save: [\"classifier\"])"
-                .into(),
-        });
-    };
-    let (shape, w, b) = (shape.clone(), w.clone(), b.clone());
-    let device = bert.embeddings.word_embeddings.weight.device();
-    let [labels, hidden] = shape[..] else {
-        return Err(SurgeryError::Mismatch {
-            path: weights_path,
-            reason: format!("classifier.weight has shape {shape:?}, expected [labels, hidden]"),
-        });
-    };
-    let head = (
-        Tensor::<2>::from_data(TensorData::new(w, [labels, hidden]), &device),
-        Tensor::<1>::from_data(TensorData::new(b, [labels]), &device),
-    );
-    let mut model =
-        lora_models::BertForSequenceClassification::new(bert, labels, Some(head), &device)
-            .map_err(|e| SurgeryError::Mismatch {
-                path: weights_path.clone(),
-                reason: e.to_string(),
-            })?;
-    let loaded = apply_adapter(&mut model, config, &weights_path, tensors, name)?;
-    Ok((model, loaded))
-}
-
-/// Writes the adapter called `name` of `model` as a PEFT directory (`adapter_config.json`,
-/// `adapter_model.safetensors` with F32 tensors and `{"format": "pt"}` metadata), including the
-/// adapter's saved copies of `modules_to_save` layers under their full module path. Each file is
-/// written to a temporary name and renamed into place.
-pub fn save_adapter<M: Adaptable>(
-    model: &mut M,
+/// The tensors of adapter `name` of `model` as a PEFT file holds them (keys with the
+/// `base_model.model.` prefix, PyTorch's orientation): the factors of every layer that holds
+/// the adapter, its saved copies of `modules_to_save` layers, and the biases `config.targets.bias`
+/// selects.
+pub fn adapter_tensors<M: Adaptable + ?Sized>(
+    model: &M,
     name: &str,
     config: &PeftConfig,
-    dir: &Path,
-) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| SurgeryError::Io {
-        action: "creating",
-        path: dir.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let mut tensors: NamedHostTensors = Vec::new();
-    for (module, linear) in model.linears_mut() {
+) -> Result<Vec<(String, HostTensor)>> {
+    let mut tensors = Vec::new();
+    let mut targeted = Vec::new();
+    for (module, linear) in model.linears() {
         if let Ok(adapter) = linear.adapter(name) {
             // PyTorch's orientation: lora_A [r, in], lora_B [out, r].
             tensors.push((
                 format!("{KEY_PREFIX}{module}.lora_A.weight"),
-                host_tensor(adapter.lora_a.val().transpose())?,
+                HostTensor::from_tensor(adapter.lora_a.val().transpose())?,
             ));
             tensors.push((
                 format!("{KEY_PREFIX}{module}.lora_B.weight"),
-                host_tensor(adapter.lora_b.val().transpose())?,
+                HostTensor::from_tensor(adapter.lora_b.val().transpose())?,
             ));
+            targeted.push(module.clone());
         }
         if let Some(copy) = linear.saved_copies.iter().find(|c| c.name == name) {
             tensors.push((
                 format!("{KEY_PREFIX}{module}.weight"),
-                host_tensor(copy.weight.val().transpose())?,
+                HostTensor::from_tensor(copy.weight.val().transpose())?,
             ));
             if let Some(bias) = &copy.bias {
                 tensors.push((
                     format!("{KEY_PREFIX}{module}.bias"),
-                    host_tensor(bias.val())?,
+                    HostTensor::from_tensor(bias.val())?,
                 ));
             }
         }
     }
-    let targeted: Vec<String> = model
-        .linears_mut()
-        .into_iter()
-        .filter(|(_, l)| l.adapter(name).is_ok())
-        .map(|(n, _)| n)
-        .collect();
     if !targeted.is_empty() {
-        let biases = selected_biases(model, config.targets.bias, &targeted);
-        for (bias_name, bias) in model.biases_mut() {
-            if biases.contains(&bias_name) {
-                tensors.push((format!("{KEY_PREFIX}{bias_name}"), host_tensor(bias.val())?));
+        let selected = selected_biases(model, config.targets.bias, &targeted);
+        for (bias_name, bias) in model.biases() {
+            if selected.contains(&bias_name) {
+                tensors.push((
+                    format!("{KEY_PREFIX}{bias_name}"),
+                    HostTensor::from_tensor(bias.val())?,
+                ));
             }
         }
     }
@@ -615,11 +641,27 @@ pub fn save_adapter<M: Adaptable>(
             known: crate::adapters::adapter_names(model),
         }));
     }
+    Ok(tensors)
+}
+
+/// Writes the adapter called `name` of `model` as a PEFT directory (`adapter_config.json`,
+/// `adapter_model.safetensors` with F32 tensors and `{"format": "pt"}` metadata), including the
+/// adapter's saved copies of `modules_to_save` layers under their full module path. Each file is
+/// written to a temporary name and renamed into place.
+pub fn save_adapter<M: Adaptable + ?Sized>(
+    model: &M,
+    name: &str,
+    config: &PeftConfig,
+    dir: &Path,
+) -> Result<()> {
+    let tensors = adapter_tensors(model, name, config)?;
+    let config = PeftConfig {
+        fan_in_fan_out: model.fan_in_fan_out(),
+        ..config.clone()
+    };
+    std::fs::create_dir_all(dir).map_err(lora_core::io::file_error("create", dir))?;
     let weights_path = dir.join("adapter_model.safetensors");
-    write_atomic(
-        &weights_path,
-        &safetensors_bytes(&tensors, SaveDtype::F32, &weights_path)?,
-    )?;
+    write_atomic(&weights_path, &safetensors_bytes(&tensors, SaveDtype::F32)?)?;
     let json = serde_json::to_string_pretty(&config.to_json()).expect("JSON values serialise");
     Ok(write_atomic(
         &dir.join("adapter_config.json"),
@@ -643,7 +685,7 @@ mod tests {
         assert!(config(r#", "use_dora": false, "loftq_config": {}, "megatron_core": "megatron.core", "qalora_group_size": 16, "layer_replication": null, "future_field": null"#).is_ok());
         for (extra, field) in [
             (r#", "use_dora": true"#, "use_dora"),
-            (r#", "fan_in_fan_out": true"#, "fan_in_fan_out"),
+            (r#", "fan_in_fan_out": "yes""#, "fan_in_fan_out"),
             (r#", "layer_replication": [[0, 4]]"#, "layer_replication"),
             (r#", "future_field": 3"#, "future_field"),
             (r#", "bias": "some""#, "bias"),

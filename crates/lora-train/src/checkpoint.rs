@@ -16,13 +16,11 @@
 
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Result, TrainError, checkpoint_err};
-use crate::params::NamedTensors;
+use crate::config::TrainConfig;
+use crate::error::{Result, checkpoint_err};
 use crate::task::EvalMetrics;
-use crate::trainer::{EpochRecord, TrainConfig};
 
 /// File of the trainable weights.
 pub const TRAINABLE_FILE: &str = "trainable.safetensors";
@@ -30,6 +28,31 @@ pub const TRAINABLE_FILE: &str = "trainable.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// File of the trainer state.
 pub const STATE_FILE: &str = "trainer_state.json";
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// Optimizer steps taken by the end of the epoch.
+    pub global_step: usize,
+    /// Mean training loss per example.
+    pub train_loss: f64,
+    /// The learning rate of the epoch's last step.
+    pub lr: f64,
+    /// Dev metrics at the end of the epoch.
+    pub dev: EvalMetrics,
+    /// Seconds spent in training steps (forward, backward, update).
+    pub train_seconds: f64,
+    /// Seconds spent evaluating at the end of the epoch.
+    pub eval_seconds: f64,
+    /// Training throughput.
+    pub examples_per_second: f64,
+    /// Training throughput in real (non-padding) tokens.
+    pub tokens_per_second: f64,
+    /// Peak resident memory of the process during the epoch, in MiB.
+    pub peak_rss_mib: Option<f64>,
+}
 
 /// One evaluation on the dev data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,106 +120,10 @@ impl TrainerState {
     }
 }
 
-/// Serialises tensors to safetensors bytes (F32, sorted by name).
-pub fn safetensors_bytes(tensors: &NamedTensors) -> Result<Vec<u8>> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(k, (shape, v))| {
-            (
-                k.clone(),
-                shape.clone(),
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(k, shape, b)| {
-            TensorView::new(Dtype::F32, shape.clone(), b)
-                .map(|view| (k.clone(), view))
-                .map_err(|e| TrainError::Checkpoint {
-                    path: k.into(),
-                    reason: e.to_string(),
-                })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize(views, None).map_err(|e| TrainError::Checkpoint {
-        path: PathBuf::new(),
-        reason: e.to_string(),
-    })
-}
-
-/// Reads an F32 safetensors file into host tensors.
-pub fn read_safetensors(path: &Path) -> Result<NamedTensors> {
-    let err = |reason: String| TrainError::Checkpoint {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
-    file.tensors()
-        .into_iter()
-        .map(|(key, view)| {
-            if view.dtype() != Dtype::F32 {
-                return Err(err(format!(
-                    "tensor '{key}' is {:?}, expected F32",
-                    view.dtype()
-                )));
-            }
-            let values = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            Ok((key, (view.shape().to_vec(), values)))
-        })
-        .collect()
-}
-
-/// Writes a directory atomically: `fill` writes into a fresh temporary sibling, which then
-/// replaces `dir`.
-pub fn write_dir_atomically(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "checkpoint".into());
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| checkpoint_err(parent)(e.to_string()))?;
-    let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let old = parent.join(format!(".{name}.old"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| checkpoint_err(&tmp)(e.to_string()))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| checkpoint_err(&tmp)(e.to_string()))?;
-    fill(&tmp)?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| checkpoint_err(&old)(e.to_string()))?;
-    }
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(|e| checkpoint_err(dir)(e.to_string()))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| checkpoint_err(dir)(e.to_string()))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(|e| checkpoint_err(&old)(e.to_string()))?;
-    }
-    Ok(())
-}
-
 /// The directory to resume from: `dir`, or the previous one kept aside if a replacement was
 /// interrupted between its two renames.
 pub fn existing_dir(dir: &Path) -> Option<PathBuf> {
-    if dir.join(STATE_FILE).is_file() {
-        return Some(dir.to_path_buf());
-    }
-    let name = dir.file_name()?.to_string_lossy().into_owned();
-    let old = dir.parent()?.join(format!(".{name}.old"));
-    old.join(STATE_FILE).is_file().then_some(old)
-}
-
-/// Writes `bytes` to `dir/name` (inside a directory being filled, so no extra rename needed).
-pub fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).map_err(|e| checkpoint_err(&path)(e.to_string()))
+    lora_core::io::existing_or_previous(dir, |d| d.join(STATE_FILE).is_file())
 }
 
 /// Reads the trainer state of a checkpoint directory.
@@ -204,42 +131,4 @@ pub fn read_state(dir: &Path) -> Result<TrainerState> {
     let path = dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).map_err(|e| checkpoint_err(&path)(e.to_string()))?;
     serde_json::from_str(&text).map_err(|e| checkpoint_err(&path)(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn safetensors_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut t = NamedTensors::new();
-        t.insert("a.weight".into(), (vec![2, 2], vec![1.0, -2.0, 3.5, 0.0]));
-        t.insert("b".into(), (vec![1], vec![7.0]));
-        write_dir_atomically(&dir.path().join("ck"), |d| {
-            write_file(d, TRAINABLE_FILE, &safetensors_bytes(&t)?)
-        })
-        .unwrap();
-        assert_eq!(
-            read_safetensors(&dir.path().join("ck").join(TRAINABLE_FILE)).unwrap(),
-            t
-        );
-    }
-
-    #[test]
-    fn a_failed_write_keeps_the_previous_directory() {
-        let dir = tempfile::tempdir().unwrap();
-        let ck = dir.path().join("ck");
-        write_dir_atomically(&ck, |d| write_file(d, STATE_FILE, b"first")).unwrap();
-        let failed = write_dir_atomically(&ck, |d| {
-            write_file(d, STATE_FILE, b"second")?;
-            Err(TrainError::Config("disk full".into()))
-        });
-        assert!(failed.is_err());
-        assert_eq!(std::fs::read(ck.join(STATE_FILE)).unwrap(), b"first");
-        write_dir_atomically(&ck, |d| write_file(d, STATE_FILE, b"third")).unwrap();
-        assert_eq!(std::fs::read(ck.join(STATE_FILE)).unwrap(), b"third");
-        // The failed attempt's temporary directory was cleared by the next write.
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
 }

@@ -17,6 +17,9 @@ pub enum TrainError {
     /// A LoRA layer operation failed.
     #[error(transparent)]
     Lora(#[from] lora_core::LoraError),
+    /// Reading or writing tensors and files failed.
+    #[error(transparent)]
+    File(#[from] lora_core::IoError),
     /// A setting that cannot work, with what would.
     #[error("invalid training setting: {0}")]
     Config(String),

@@ -2,8 +2,10 @@
 //! # lora-train
 //!
 //! One trainer for LoRA and every baseline the LoRA paper compares against: full fine-tuning,
-//! AdapterH, AdapterL, BitFit and head-only ([`Method`]), on sequence classification
-//! ([`ClassificationTask`]) and causal language modelling ([`CausalLmTask`]).
+//! AdapterH, AdapterL, BitFit, head-only and last-layers ([`Method`]), on sequence
+//! classification ([`ClassificationTask`]) and causal language modelling ([`CausalLmTask`]),
+//! for any model that implements the small traits in [`model`] ([`SequenceClassifier`],
+//! [`CausalLm`]): the built-in families do, and a `#[derive(Adaptable)]` model of your own can.
 //!
 //! - [`prepare_classifier`] / [`prepare_causal_lm`] put a method on a loaded model (inject
 //!   LoRA with the surgery crate, add bottleneck adapters, choose which parameters train).
@@ -18,21 +20,25 @@
 //! See [`Trainer`] for a complete example.
 
 pub mod checkpoint;
+pub mod config;
 pub mod error;
 pub mod memory;
 pub mod method;
 pub mod metrics;
+pub mod model;
 pub mod optim;
 pub mod params;
 pub mod schedule;
 pub mod task;
 pub mod trainer;
 
-pub use checkpoint::{EvalRecord, TrainerState};
+pub use checkpoint::{EpochRecord, EvalRecord, TrainerState};
+pub use config::TrainConfig;
 pub use error::{Result, TrainError};
 pub use method::{ADAPTER_NAME, METHOD_NAMES, Method, prepare_causal_lm, prepare_classifier};
 pub use metrics::{ClassificationMetrics, ConfusionMatrix};
+pub use model::{CausalLm, FineTune, SequenceClassifier, TokenBatch, token_batch};
 pub use optim::{OptimizerConfig, OptimizerKind};
 pub use schedule::LrSchedule;
 pub use task::{CausalLmTask, ClassificationTask, EvalMetrics, TrainTask, evaluate_classifier};
-pub use trainer::{EpochRecord, StopReason, TrainConfig, TrainOutcome, Trainer};
+pub use trainer::{StopReason, TrainOutcome, Trainer};

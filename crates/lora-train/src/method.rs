@@ -2,11 +2,12 @@
 
 use burn::tensor::Device;
 use lora_core::{BottleneckAdapterConfig, LoraConfig};
-use lora_models::{BertForSequenceClassification, BertModel, LlamaForCausalLM};
-use lora_surgery::{ModulePattern, PeftConfig, TargetSpec, inject};
+use lora_models::{Encoder, EncoderForSequenceClassification};
+use lora_surgery::{ModulePattern, PeftConfig, PeftModel, TargetSpec, TaskType};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::model::FineTune;
 use crate::params::set_trainable;
 
 /// The adapter name every method uses for its LoRA adapter (PEFT's default).
@@ -43,10 +44,24 @@ pub enum Method {
     /// Only the classification head trains.
     #[serde(rename = "head")]
     HeadOnly,
+    /// Every parameter of the last `layers` transformer layers trains (and the head): the
+    /// "layer-specific" fine-tuning that LoRA is compared with.
+    LastLayers {
+        /// How many of the top layers train.
+        layers: usize,
+    },
 }
 
 /// The method names the command line and configs accept.
-pub const METHOD_NAMES: [&str; 6] = ["lora", "ft", "adapter-h", "adapter-l", "bitfit", "head"];
+pub const METHOD_NAMES: [&str; 7] = [
+    "lora",
+    "ft",
+    "adapter-h",
+    "adapter-l",
+    "bitfit",
+    "head",
+    "last-layers",
+];
 
 impl Method {
     /// LoRA with rank `r` (α = r) on the listed modules.
@@ -76,6 +91,7 @@ impl Method {
             Self::AdapterL { .. } => METHOD_NAMES[3],
             Self::BitFit => METHOD_NAMES[4],
             Self::HeadOnly => METHOD_NAMES[5],
+            Self::LastLayers { .. } => METHOD_NAMES[6],
         }
     }
 
@@ -90,22 +106,93 @@ impl Method {
         }
     }
 
-    /// The PEFT config that describes this method's adapter, for a LoRA method.
-    pub fn peft_config(&self, task_type: &str, base_model: Option<String>) -> Option<PeftConfig> {
+    /// The PEFT config that describes this method's adapter, for a LoRA method: for a
+    /// `SEQ_CLS` task the head is saved with it (`modules_to_save`: `classifier`, `score`, as
+    /// PEFT writes it).
+    pub fn peft_config(
+        &self,
+        task_type: TaskType,
+        base_model: Option<String>,
+    ) -> Option<PeftConfig> {
         let Self::Lora { lora, targets } = self else {
             return None;
         };
-        Some(PeftConfig {
-            targets: targets.clone(),
-            lora: *lora,
-            task_type: Some(task_type.to_string()),
-            base_model,
-            modules_to_save: if task_type == "SEQ_CLS" {
-                vec!["classifier".into()]
-            } else {
-                Vec::new()
-            },
-        })
+        let mut config = PeftConfig::new(targets.clone(), *lora).with_task_type(task_type);
+        config.base_model = base_model;
+        config.modules_to_save = config.effective_modules_to_save();
+        Some(config)
+    }
+
+    /// Prepares `model` for this method on `task_type`: injects LoRA (the base frozen, the
+    /// `modules_to_save` layers given trainable copies, as PEFT does), adds bottleneck adapters,
+    /// or chooses which existing parameters train (the task head trains in every method).
+    /// The backend RNG is seeded with `seed` first, so adapters are reproducible.
+    pub fn prepare<M: FineTune>(
+        &self,
+        model: M,
+        task_type: TaskType,
+        seed: u64,
+        device: &Device,
+    ) -> Result<M> {
+        device.seed(seed);
+        self.apply(model, task_type, device)
+    }
+
+    /// [`prepare`](Self::prepare) without seeding the RNG first.
+    fn apply<M: FineTune>(&self, model: M, task_type: TaskType, device: &Device) -> Result<M> {
+        let head = |m: &M, p: &str| m.is_head_param(p);
+        match self {
+            Self::Lora { .. } => {
+                let model = set_trainable(model, &|_| false);
+                let config = self
+                    .peft_config(task_type, None)
+                    .expect("a LoRA method has a PEFT config");
+                Ok(PeftModel::new(model, config, ADAPTER_NAME)?.into_inner())
+            }
+            Self::FullFineTuning => Ok(set_trainable(model, &|_| true)),
+            Self::AdapterH { bottleneck } | Self::AdapterL { bottleneck } => {
+                let mut model = model;
+                let hidden = bottleneck_width(&model)?;
+                let config = BottleneckAdapterConfig::new(hidden, *bottleneck);
+                let houlsby = matches!(self, Self::AdapterH { .. });
+                model.add_bottleneck_adapters(&config, houlsby, device)?;
+                let select = |p: &str| head(&model, p) || p.contains("_adapter.");
+                let selected = selected_paths(&model, &select);
+                Ok(set_trainable(model, &|p| selected.iter().any(|s| s == p)))
+            }
+            Self::BitFit => {
+                let selected = selected_paths(&model, &|p| head(&model, p) || is_bias(p));
+                if selected.iter().all(|p| head(&model, p)) {
+                    return Err(
+                        self.unsupported("this model", "it has no bias terms; use lora or ft")
+                    );
+                }
+                Ok(set_trainable(model, &|p| selected.iter().any(|s| s == p)))
+            }
+            Self::HeadOnly => {
+                let selected = selected_paths(&model, &|p| head(&model, p));
+                if selected.is_empty() {
+                    return Err(self.unsupported(
+                        "this model",
+                        "it has no task head (a language model); use lora or ft",
+                    ));
+                }
+                Ok(set_trainable(model, &|p| selected.iter().any(|s| s == p)))
+            }
+            Self::LastLayers { layers } => {
+                let total = model.num_layers();
+                if *layers == 0 || *layers > total {
+                    return Err(TrainError::Config(format!(
+                        "last-layers needs between 1 and the model's {total} layers, got {layers}"
+                    )));
+                }
+                let first = total - layers;
+                let selected = selected_paths(&model, &|p| {
+                    head(&model, p) || model.layer_of(p).is_some_and(|l| l >= first)
+                });
+                Ok(set_trainable(model, &|p| selected.iter().any(|s| s == p)))
+            }
+        }
     }
 
     fn unsupported(&self, model: &'static str, reason: &str) -> TrainError {
@@ -117,81 +204,61 @@ impl Method {
     }
 }
 
-/// Whether a parameter path belongs to a BERT sequence classifier's head.
-fn is_head(path: &str) -> bool {
-    path.starts_with("classifier.")
+/// The width a bottleneck adapter sits on: the output width of the models' layers' last
+/// projection, read from the first adaptable layer named like a feed-forward output.
+fn bottleneck_width<M: FineTune>(model: &M) -> Result<usize> {
+    let linears = model.linears();
+    linears
+        .iter()
+        .find(|(n, _)| {
+            n.ends_with("output.dense")
+                || n.ends_with("down_proj")
+                || n.ends_with("mlp.c_proj")
+                || n.ends_with("ffn.lin2")
+        })
+        .map(|(_, l)| l.out_features())
+        .ok_or_else(|| {
+            TrainError::Config(
+                "cannot tell the model's hidden width for bottleneck adapters".into(),
+            )
+        })
 }
 
-/// Whether a parameter path is a bias (of a linear layer or a LayerNorm).
+/// The paths of every float parameter that `select` picks.
+fn selected_paths<M: FineTune>(model: &M, select: &dyn Fn(&str) -> bool) -> Vec<String> {
+    crate::params::param_infos(model)
+        .into_iter()
+        .map(|p| p.path)
+        .filter(|p| select(p))
+        .collect()
+}
+
+/// Whether a parameter path is a bias (of a linear layer or a norm).
 fn is_bias(path: &str) -> bool {
     path.ends_with(".bias") || path.ends_with(".beta")
 }
 
-/// Puts a fresh classification head with `num_labels` outputs on `bert` and prepares it for
-/// `method`: injects LoRA (the head becomes a trainable `modules_to_save` copy, as PEFT does for
-/// `SEQ_CLS`), adds bottleneck adapters, or selects which existing parameters train. The
-/// backend RNG is seeded with `seed` first, so the head and the adapters are reproducible.
+/// Puts a fresh classification head with `num_labels` outputs on `encoder` and prepares it
+/// for `method` (see [`Method::prepare`]). The backend RNG is seeded with `seed` first, so the
+/// head and the adapters are reproducible.
 pub fn prepare_classifier(
-    bert: BertModel,
+    encoder: Encoder,
     num_labels: usize,
     method: &Method,
     seed: u64,
     device: &Device,
-) -> Result<BertForSequenceClassification> {
+) -> Result<EncoderForSequenceClassification> {
     device.seed(seed);
-    let mut model = BertForSequenceClassification::new(bert, num_labels, None, device)?;
-    let hidden = model.bert.config().hidden_size;
-    let select: &dyn Fn(&str) -> bool = match method {
-        Method::Lora { lora, targets } => {
-            // Everything frozen, then the adapters (and any biases the spec asks for) train,
-            // and the head trains as an adapter-owned copy.
-            model = set_trainable(model, &|_| false);
-            inject(&mut model, ADAPTER_NAME, targets, lora)?;
-            model.classifier.insert_saved_copy(ADAPTER_NAME, None)?;
-            return Ok(model);
-        }
-        Method::FullFineTuning => &|_| true,
-        Method::AdapterH { bottleneck } | Method::AdapterL { bottleneck } => {
-            let config = BottleneckAdapterConfig::new(hidden, *bottleneck);
-            let houlsby = matches!(method, Method::AdapterH { .. });
-            for layer in &mut model.bert.layers {
-                if houlsby {
-                    layer.attention_adapter = Some(config.init(device)?);
-                }
-                layer.ffn_adapter = Some(config.init(device)?);
-            }
-            &|p: &str| is_head(p) || p.contains("_adapter.")
-        }
-        Method::BitFit => &|p: &str| is_head(p) || is_bias(p),
-        Method::HeadOnly => &is_head,
-    };
-    Ok(set_trainable(model, select))
+    let model = EncoderForSequenceClassification::new(encoder, num_labels, None, device)?;
+    method.apply(model, TaskType::SeqCls, device)
 }
 
-/// Prepares a causal language model for `method`: LoRA (the base frozen) or full fine-tuning.
-/// The other methods need a classification head or biases that Llama does not have.
-pub fn prepare_causal_lm(
-    model: LlamaForCausalLM,
+/// Prepares a causal language model for `method` (see [`Method::prepare`]).
+pub fn prepare_causal_lm<M: FineTune>(
+    model: M,
     method: &Method,
     seed: u64,
     device: &Device,
-) -> Result<LlamaForCausalLM> {
-    device.seed(seed);
-    match method {
-        Method::Lora { lora, targets } => {
-            let mut model = set_trainable(model, &|_| false);
-            inject(&mut model, ADAPTER_NAME, targets, lora)?;
-            Ok(model)
-        }
-        Method::FullFineTuning => Ok(set_trainable(model, &|_| true)),
-        Method::BitFit => Err(method.unsupported(
-            "a Llama causal LM",
-            "Llama's linear layers have no biases; use lora or ft",
-        )),
-        _ => Err(method.unsupported(
-            "a Llama causal LM",
-            "bottleneck adapters and head-only training are defined for the BERT classifier; \
-             use lora or ft",
-        )),
-    }
+) -> Result<M> {
+    method.prepare(model, TaskType::CausalLm, seed, device)
 }

@@ -11,7 +11,9 @@ use burn::tensor::Gradients;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::params::{NamedTensors, PathTracker, track_paths};
+use lora_core::io::{HostTensor, NamedTensors};
+
+use crate::params::{PathTracker, track_paths};
 
 /// Which optimizer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -123,13 +125,11 @@ impl Optimizer {
         for (path, Moments { m, v }) in &self.moments {
             for (prefix, t) in [("m", m), ("v", v)] {
                 let data = t.clone().into_data().convert::<f32>();
-                out.insert(
-                    format!("{prefix}.{path}"),
-                    (
-                        data.shape().to_vec(),
-                        data.try_into_vec::<f32>().unwrap_or_default(),
-                    ),
-                );
+                let host = HostTensor {
+                    shape: data.shape().to_vec(),
+                    data: data.try_into_vec::<f32>().unwrap_or_default(),
+                };
+                out.insert(format!("{prefix}.{path}"), host);
             }
         }
         (out, self.step)
@@ -143,7 +143,14 @@ impl Optimizer {
         device: &burn::tensor::Device,
     ) -> Result<(), String> {
         let mut moments: BTreeMap<String, (Option<Tensor<1>>, Option<Tensor<1>>)> = BTreeMap::new();
-        for (key, (shape, values)) in tensors {
+        for (
+            key,
+            HostTensor {
+                shape,
+                data: values,
+            },
+        ) in tensors
+        {
             let (kind, path) = key
                 .split_once('.')
                 .ok_or_else(|| format!("unexpected optimizer tensor '{key}'"))?;

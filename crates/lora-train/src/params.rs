@@ -4,15 +4,12 @@
 //! same in every process, so checkpoints and optimizer state are keyed by them (Burn's
 //! `ParamId`s are new in every process).
 
-use std::collections::BTreeMap;
-
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Tensor, TensorData};
 
-use crate::error::{Result, TrainError};
+use lora_core::io::{HostTensor, NamedTensors};
 
-/// Host copies of tensors by parameter path: (shape, values).
-pub type NamedTensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+use crate::error::{Result, TrainError};
 
 /// Keeps the dotted path of the module being traversed.
 #[derive(Debug, Default)]
@@ -130,7 +127,8 @@ impl ModuleVisitor for Exporter {
                 .convert::<f32>()
                 .try_into_vec::<f32>()
                 .unwrap_or_default();
-            self.out.insert(self.path.path(), (shape, data));
+            self.out
+                .insert(self.path.path(), HostTensor { shape, data });
         }
     }
 }
@@ -157,7 +155,11 @@ impl ModuleMapper for Importer<'_> {
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let path = self.path.path();
-        let Some((shape, values)) = self.tensors.get(&path) else {
+        let Some(HostTensor {
+            shape,
+            data: values,
+        }) = self.tensors.get(&path)
+        else {
             return param;
         };
         let current = param.lazy_shape().dims::<D>().to_vec();

@@ -1,18 +1,21 @@
 //! What is being learned: the loss of a batch and the evaluation on held-out data, for sequence
 //! classification ([`ClassificationTask`]) and causal language modelling ([`CausalLmTask`]).
 
+use std::marker::PhantomData;
+
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use lora_data::batching::{batch_order, collate, token_blocks, tokenize_examples};
 use lora_data::{TaskSplits, TokenizedExample};
-use lora_models::{BertForSequenceClassification, BertInput, LlamaForCausalLM};
-use lora_surgery::Adaptable;
+use lora_models::{DecoderBatch, DecoderForCausalLM, EncoderForSequenceClassification};
+use lora_surgery::{Adaptable, TaskType};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::error::{Result, TrainError};
 use crate::metrics::{ClassificationMetrics, ConfusionMatrix, perplexity};
+use crate::model::{CausalLm, SequenceClassifier, token_batch};
 
 /// The loss of one batch, with what it covered.
 pub struct BatchLoss {
@@ -81,8 +84,8 @@ pub trait TrainTask {
     /// The model it trains.
     type Model: Module + Adaptable;
 
-    /// `SEQ_CLS` or `CAUSAL_LM`: PEFT's `task_type`.
-    fn peft_task_type(&self) -> &'static str;
+    /// PEFT's `task_type` of what is trained.
+    fn peft_task_type(&self) -> TaskType;
 
     /// The metric that picks the best checkpoint by default.
     fn default_metric(&self) -> &'static str;
@@ -119,15 +122,17 @@ fn int_tensor(values: Vec<i64>, device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(values, [n]), device)
 }
 
-/// Sequence classification with a BERT encoder and a linear head, trained with cross-entropy.
-pub struct ClassificationTask {
+/// Sequence classification with any [`SequenceClassifier`] (by default a built-in encoder with
+/// its head), trained with cross-entropy.
+pub struct ClassificationTask<M = EncoderForSequenceClassification> {
     train: Vec<TokenizedExample>,
     dev: Vec<TokenizedExample>,
     num_labels: usize,
     pad_id: u32,
+    model: PhantomData<fn() -> M>,
 }
 
-impl ClassificationTask {
+impl<M> ClassificationTask<M> {
     /// Tokenizes the train and dev splits of `splits` (truncated to `max_len` tokens).
     pub fn new(
         tokenizer: &Tokenizer,
@@ -148,6 +153,7 @@ impl ClassificationTask {
             dev: tokenize_examples(tokenizer, &splits.dev, max_len)?,
             num_labels: splits.labels.len(),
             pad_id,
+            model: PhantomData,
         })
     }
 
@@ -163,8 +169,8 @@ impl ClassificationTask {
 }
 
 /// Predicts every example with `model` (in evaluation mode) and scores the predictions.
-pub fn evaluate_classifier(
-    model: &BertForSequenceClassification,
+pub fn evaluate_classifier<M: SequenceClassifier>(
+    model: &M,
     examples: &[TokenizedExample],
     num_labels: usize,
     pad_id: u32,
@@ -176,7 +182,7 @@ pub fn evaluate_classifier(
     let mut nll_sum = 0.0;
     for batch in batch_order(&lengths, batch_size, None, true)? {
         let (encoded, labels) = collate(examples, &batch, pad_id);
-        let logits = model.forward(&BertInput::from_encoded(&encoded, &device)?)?;
+        let logits = model.classify(&token_batch(&encoded, &device)?)?;
         let predicted = logits.clone().argmax(1).reshape([batch.len()]);
         let nll = nll_per_row(logits, int_tensor(labels.clone(), &device));
         nll_sum += nll.sum().into_scalar::<f32>() as f64;
@@ -197,11 +203,11 @@ pub fn evaluate_classifier(
     })
 }
 
-impl TrainTask for ClassificationTask {
-    type Model = BertForSequenceClassification;
+impl<M: SequenceClassifier> TrainTask for ClassificationTask<M> {
+    type Model = M;
 
-    fn peft_task_type(&self) -> &'static str {
-        "SEQ_CLS"
+    fn peft_task_type(&self) -> TaskType {
+        TaskType::SeqCls
     }
 
     fn default_metric(&self) -> &'static str {
@@ -215,7 +221,7 @@ impl TrainTask for ClassificationTask {
     fn loss(&self, model: &Self::Model, indices: &[usize]) -> Result<BatchLoss> {
         let device = model_device(model)?;
         let (encoded, labels) = collate(&self.train, indices, self.pad_id);
-        let logits = model.forward(&BertInput::from_encoded(&encoded, &device)?)?;
+        let logits = model.classify(&token_batch(&encoded, &device)?)?;
         Ok(BatchLoss {
             loss: nll_per_row(logits, int_tensor(labels, &device)).mean(),
             examples: indices.len(),
@@ -228,14 +234,15 @@ impl TrainTask for ClassificationTask {
     }
 }
 
-/// Causal language modelling on fixed-length token blocks, trained with next-token
-/// cross-entropy; evaluated by perplexity.
-pub struct CausalLmTask {
+/// Causal language modelling on fixed-length token blocks with any [`CausalLm`] (by default a
+/// built-in decoder), trained with next-token cross-entropy; evaluated by perplexity.
+pub struct CausalLmTask<M = DecoderForCausalLM> {
     train: Vec<Vec<u32>>,
     dev: Vec<Vec<u32>>,
+    model: PhantomData<fn() -> M>,
 }
 
-impl CausalLmTask {
+impl<M: CausalLm> CausalLmTask<M> {
     /// Tokenizes the documents, joins them with `separator` (the EOS id) and cuts them into
     /// blocks of `block_len` tokens.
     pub fn new(
@@ -255,7 +262,11 @@ impl CausalLmTask {
                 dev.len()
             )));
         }
-        Ok(Self { train, dev })
+        Ok(Self {
+            train,
+            dev,
+            model: PhantomData,
+        })
     }
 
     /// A task that only evaluates: `documents` become the held-out blocks (there is nothing to
@@ -275,6 +286,7 @@ impl CausalLmTask {
         Ok(Self {
             train: Vec::new(),
             dev,
+            model: PhantomData,
         })
     }
 
@@ -288,29 +300,25 @@ impl CausalLmTask {
         self.train.len()
     }
 
-    fn block_nll(
-        model: &LlamaForCausalLM,
-        blocks: &[&Vec<u32>],
-        device: &Device,
-    ) -> Result<Tensor<1>> {
+    fn block_nll(model: &M, blocks: &[&Vec<u32>], device: &Device) -> Result<Tensor<1>> {
         let (b, len) = (blocks.len(), blocks[0].len());
         let ids: Vec<i64> = blocks
             .iter()
             .flat_map(|blk| blk.iter().map(|&t| t as i64))
             .collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, len]), device);
-        let logits = model.forward(ids.clone().slice([0..b, 0..len - 1]))?;
+        let logits = model.lm_logits(&DecoderBatch::ids(ids.clone().slice([0..b, 0..len - 1])))?;
         let vocab = logits.dims()[2];
         let targets = ids.slice([0..b, 1..len]).reshape([b * (len - 1)]);
         Ok(nll_per_row(logits.reshape([b * (len - 1), vocab]), targets))
     }
 }
 
-impl TrainTask for CausalLmTask {
-    type Model = LlamaForCausalLM;
+impl<M: CausalLm> TrainTask for CausalLmTask<M> {
+    type Model = M;
 
-    fn peft_task_type(&self) -> &'static str {
-        "CAUSAL_LM"
+    fn peft_task_type(&self) -> TaskType {
+        TaskType::CausalLm
     }
 
     fn default_metric(&self) -> &'static str {

@@ -10,176 +10,22 @@ use lora_data::SeededRng;
 use lora_data::batching::batch_order;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{
-    EvalRecord, OPTIMIZER_FILE, STATE_FILE, TRAINABLE_FILE, TrainerState, existing_dir,
-    read_safetensors, read_state, safetensors_bytes, write_dir_atomically, write_file,
+use lora_core::io::{
+    SaveDtype, named_safetensors_bytes, read_safetensors, write_atomic, write_dir_atomically,
+    write_file,
 };
+
+use crate::checkpoint::{
+    EpochRecord, EvalRecord, OPTIMIZER_FILE, STATE_FILE, TRAINABLE_FILE, TrainerState,
+    existing_dir, read_state,
+};
+use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
 use crate::memory::{peak_rss_bytes, reset_peak_rss};
-use crate::method::{ADAPTER_NAME, Method};
-use crate::optim::{AccumulatedGrads, Optimizer, OptimizerConfig};
+use crate::method::ADAPTER_NAME;
+use crate::optim::{AccumulatedGrads, Optimizer};
 use crate::params::{load_tensors, param_infos, trainable_tensors};
-use crate::schedule::LrSchedule;
-use crate::task::{BatchLoss, EvalMetrics, METRIC_NAMES, TrainTask};
-
-/// The settings of a training run. Every field has a default, so a TOML or JSON config needs
-/// only what it changes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrainConfig {
-    /// The fine-tuning method (default: LoRA r = 8 on `query` and `value`).
-    pub method: Method,
-    /// Passes over the training data.
-    pub epochs: usize,
-    /// Examples per micro-batch.
-    pub batch_size: usize,
-    /// Micro-batches per optimizer step (the effective batch is `batch_size · grad_accum`).
-    pub grad_accum: usize,
-    /// Peak learning rate; `None` takes [`Method::default_lr`].
-    pub lr: Option<f64>,
-    /// Adam or AdamW and their constants.
-    pub optimizer: OptimizerConfig,
-    /// Constant, or linear warm-up and decay.
-    pub schedule: LrSchedule,
-    /// Clip the global gradient norm to this (`None`: no clipping).
-    pub max_grad_norm: Option<f64>,
-    /// Seed of the head and adapter initialisation, the data order and dropout.
-    pub seed: u64,
-    /// Group examples of similar length into batches (less padding).
-    pub bucket_by_length: bool,
-    /// Examples per batch when evaluating.
-    pub eval_batch_size: usize,
-    /// Also evaluate every this many optimizer steps (always at the end of each epoch).
-    pub eval_every_steps: Option<usize>,
-    /// Also checkpoint every this many optimizer steps (always at the end of each epoch).
-    pub checkpoint_every_steps: Option<usize>,
-    /// The metric that picks the best checkpoint and drives early stopping (default:
-    /// `accuracy` for classification, `perplexity` for language models).
-    pub select_metric: Option<String>,
-    /// Stop after this many evaluations without improvement.
-    pub early_stopping_patience: Option<usize>,
-    /// Stop (after checkpointing) once this many optimizer steps are done in total; a later
-    /// resume continues the same schedule, as if the run had been interrupted.
-    pub stop_after_steps: Option<usize>,
-    /// Draw a progress bar on the terminal.
-    pub progress: bool,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            method: Method::lora(8, &["query", "value"]),
-            epochs: 3,
-            batch_size: 16,
-            grad_accum: 1,
-            lr: None,
-            optimizer: OptimizerConfig::default(),
-            schedule: LrSchedule::Constant,
-            max_grad_norm: Some(1.0),
-            seed: 42,
-            bucket_by_length: true,
-            eval_batch_size: 64,
-            eval_every_steps: None,
-            checkpoint_every_steps: None,
-            select_metric: None,
-            early_stopping_patience: None,
-            stop_after_steps: None,
-            progress: true,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// The defaults with this method.
-    pub fn new(method: Method) -> Self {
-        Self {
-            method,
-            ..Self::default()
-        }
-    }
-
-    /// The peak learning rate in use.
-    pub fn learning_rate(&self) -> f64 {
-        self.lr.unwrap_or_else(|| self.method.default_lr())
-    }
-
-    fn validate(&self) -> Result<()> {
-        let bad = |s: String| Err(TrainError::Config(s));
-        if self.epochs == 0 {
-            return bad("epochs must be at least 1".into());
-        }
-        if self.batch_size == 0 || self.grad_accum == 0 || self.eval_batch_size == 0 {
-            return bad("batch_size, grad_accum and eval_batch_size must be at least 1".into());
-        }
-        let lr = self.learning_rate();
-        if !(lr.is_finite() && lr > 0.0) {
-            return bad(format!(
-                "the learning rate must be positive and finite, got {lr}"
-            ));
-        }
-        if let Some(m) = &self.select_metric
-            && !METRIC_NAMES.contains(&m.as_str())
-        {
-            return bad(format!(
-                "unknown metric '{m}'; choose one of {}",
-                METRIC_NAMES.join(", ")
-            ));
-        }
-        if self.eval_every_steps == Some(0) || self.checkpoint_every_steps == Some(0) {
-            return bad("eval_every_steps and checkpoint_every_steps must be at least 1".into());
-        }
-        if matches!(self.max_grad_norm, Some(n) if n.is_nan() || n <= 0.0) {
-            return bad("max_grad_norm must be positive".into());
-        }
-        Ok(())
-    }
-
-    /// Which settings a resumed run must share with the run it continues.
-    fn resume_mismatch(&self, saved: &TrainConfig) -> Option<&'static str> {
-        [
-            ("method", self.method != saved.method),
-            ("seed", self.seed != saved.seed),
-            ("batch_size", self.batch_size != saved.batch_size),
-            ("grad_accum", self.grad_accum != saved.grad_accum),
-            (
-                "bucket_by_length",
-                self.bucket_by_length != saved.bucket_by_length,
-            ),
-            ("epochs", self.epochs != saved.epochs),
-            ("lr", self.learning_rate() != saved.learning_rate()),
-            ("schedule", self.schedule != saved.schedule),
-            ("optimizer", self.optimizer != saved.optimizer),
-        ]
-        .into_iter()
-        .find(|(_, differs)| *differs)
-        .map(|(name, _)| name)
-    }
-}
-
-/// What one epoch did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// 0-based epoch.
-    pub epoch: usize,
-    /// Optimizer steps taken by the end of the epoch.
-    pub global_step: usize,
-    /// Mean training loss per example.
-    pub train_loss: f64,
-    /// The learning rate of the epoch's last step.
-    pub lr: f64,
-    /// Dev metrics at the end of the epoch.
-    pub dev: EvalMetrics,
-    /// Seconds spent in training steps (forward, backward, update).
-    pub train_seconds: f64,
-    /// Seconds spent evaluating at the end of the epoch.
-    pub eval_seconds: f64,
-    /// Training throughput.
-    pub examples_per_second: f64,
-    /// Training throughput in real (non-padding) tokens.
-    pub tokens_per_second: f64,
-    /// Peak resident memory of the process during the epoch, in MiB.
-    pub peak_rss_mib: Option<f64>,
-}
+use crate::task::{BatchLoss, EvalMetrics, TrainTask};
 
 /// Why a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,15 +116,15 @@ fn describe(m: &EvalMetrics) -> String {
 /// evaluation) and `checkpoint/` (the latest resumable state).
 ///
 /// ```no_run
-/// use lora_data::{AssetCache, BuiltinTask};
-/// use lora_models::{ModelSource, load_bert};
+/// use lora_assets::{AssetCache, BuiltinTask};
+/// use lora_models::{ModelSource, load_encoder};
 /// use lora_train::{ClassificationTask, Method, TrainConfig, Trainer, prepare_classifier};
 ///
 /// let cache = AssetCache::from_env();
 /// let device = lora_core::select_device(None)?.autodiff();
-/// let (bert, tokenizer) = load_bert(&ModelSource::path(cache.fetch("minilm")?.main), &device)?;
+/// let (bert, tokenizer) = load_encoder(&ModelSource::path(cache.fetch("minilm")?.main), &device)?;
 /// let data = BuiltinTask::MovieSentiment.load(&cache)?;
-/// let task = ClassificationTask::new(&tokenizer, &data, 64, 0)?;
+/// let task: ClassificationTask = ClassificationTask::new(&tokenizer, &data, 64, 0)?;
 ///
 /// let config = TrainConfig { epochs: 1, ..TrainConfig::new(Method::lora(8, &["query", "value"])) };
 /// let model = prepare_classifier(bert, task.num_labels(), &config.method, config.seed, &device)?;
@@ -635,7 +481,7 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
         write_file(
             dir,
             TRAINABLE_FILE,
-            &safetensors_bytes(&trainable_tensors(model))?,
+            &named_safetensors_bytes(&trainable_tensors(model), SaveDtype::F32)?,
         )?;
         if let Some(peft) = self
             .config
@@ -648,9 +494,9 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
     }
 
     fn write_best(&self, model: &mut T::Model, record: &EvalRecord) -> Result<()> {
-        write_dir_atomically(&self.out.join(BEST_DIR), |dir| {
+        write_dir_atomically(&self.out.join(BEST_DIR), |dir| -> Result<()> {
             self.write_weights(model, dir)?;
-            write_file(dir, METRICS_FILE, &to_json(record)?)
+            Ok(write_file(dir, METRICS_FILE, &to_json(record)?)?)
         })
     }
 
@@ -661,10 +507,14 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
         optimizer: &Optimizer,
     ) -> Result<()> {
         let (moments, _) = optimizer.state();
-        write_dir_atomically(&self.checkpoint_dir(), |dir| {
+        write_dir_atomically(&self.checkpoint_dir(), |dir| -> Result<()> {
             self.write_weights(model, dir)?;
-            write_file(dir, OPTIMIZER_FILE, &safetensors_bytes(&moments)?)?;
-            write_file(dir, STATE_FILE, &to_json(state)?)
+            write_file(
+                dir,
+                OPTIMIZER_FILE,
+                &named_safetensors_bytes(&moments, SaveDtype::F32)?,
+            )?;
+            Ok(write_file(dir, STATE_FILE, &to_json(state)?)?)
         })?;
         tracing::debug!(step = state.global_step, "checkpoint written");
         Ok(())
@@ -714,8 +564,8 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
             "evals": outcome.state.evals,
             "best": outcome.state.best,
         });
-        lora_models::write_atomic(&self.out.join(METRICS_FILE), &to_json(&metrics)?)?;
-        lora_models::write_atomic(&self.out.join("summary.txt"), outcome.summary().as_bytes())?;
+        write_atomic(&self.out.join(METRICS_FILE), &to_json(&metrics)?)?;
+        write_atomic(&self.out.join("summary.txt"), outcome.summary().as_bytes())?;
         Ok(outcome)
     }
 }

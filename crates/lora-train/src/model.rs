@@ -1,0 +1,187 @@
+//! The small traits the trainer needs from a model: [`SequenceClassifier`] (a batch of token
+//! sequences → logits) and [`CausalLm`] (token ids → next-token logits), both on top of
+//! [`FineTune`] (which parameters a method trains). The built-in families implement them
+//! here; a model of your own implements them in a few lines:
+//!
+//! ```
+//! use burn::module::Module;
+//! use burn::nn::{Embedding, EmbeddingConfig};
+//! use burn::tensor::Tensor;
+//! use lora_core::{LoraLinear, LoraLinearConfig};
+//! use lora_surgery::Adaptable;
+//! use lora_train::{FineTune, SequenceClassifier, TokenBatch};
+//!
+//! #[derive(Module, Debug, Adaptable)]
+//! struct BagOfWords {
+//!     embed: Embedding,
+//!     proj: LoraLinear,
+//!     #[adaptable(output_head)]
+//!     classifier: LoraLinear,
+//! }
+//!
+//! impl FineTune for BagOfWords {
+//!     fn is_head_param(&self, path: &str) -> bool {
+//!         path.starts_with("classifier.")
+//!     }
+//! }
+//!
+//! impl SequenceClassifier for BagOfWords {
+//!     fn classify(&self, batch: &TokenBatch) -> lora_train::Result<Tensor<2>> {
+//!         let mask = batch.attention_mask.clone().float().unsqueeze_dim::<3>(2);
+//!         let x = self.embed.forward(batch.input_ids.clone()) * mask.clone();
+//!         let mean = x.sum_dim(1).squeeze_dim::<2>(1) / mask.sum_dim(1).squeeze_dim::<2>(1);
+//!         Ok(self.classifier.forward(self.proj.forward(mean).tanh()))
+//!     }
+//!
+//!     fn num_labels(&self) -> usize {
+//!         self.classifier.out_features()
+//!     }
+//! }
+//!
+//! let device = lora_core::select_device(Some("flex"))?;
+//! let model = BagOfWords {
+//!     embed: EmbeddingConfig::new(100, 16).init(&device),
+//!     proj: LoraLinearConfig::new(16, 16).init(&device),
+//!     classifier: LoraLinearConfig::new(16, 2).init(&device),
+//! };
+//! let batch = TokenBatch::from_ids(vec![1, 2, 3, 0], vec![1, 1, 1, 0], vec![0; 4], [1, 4], &device)?;
+//! assert_eq!(model.classify(&batch)?.dims(), [1, 2]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use lora_core::BottleneckAdapterConfig;
+use lora_models::{DecoderBatch, DecoderForCausalLM, EncoderForSequenceClassification};
+use lora_surgery::Adaptable;
+
+pub use lora_models::TokenBatch;
+
+use crate::error::{Result, TrainError};
+
+/// What the fine-tuning methods need to know about a model beyond its adaptable layers.
+pub trait FineTune: Module + Adaptable {
+    /// Whether the float parameter at Burn module path `path` belongs to a task head that is
+    /// new and trains with every method (a classifier's head; nothing for a language model).
+    fn is_head_param(&self, path: &str) -> bool {
+        let _ = path;
+        false
+    }
+
+    /// The index of the transformer layer that holds the parameter at `path`, for training
+    /// the last layers only (`None`: outside the layers). The default reads the number after
+    /// a `layers.` path segment, as Burn names a `Vec` field called `layers`.
+    fn layer_of(&self, path: &str) -> Option<usize> {
+        let rest = path.split("layers.").nth(1)?;
+        rest.split('.').next()?.parse().ok()
+    }
+
+    /// How many transformer layers the model has (for training the last layers only).
+    fn num_layers(&self) -> usize {
+        0
+    }
+
+    /// Adds bottleneck adapters (trainable, zero-initialised up-projection) to every layer:
+    /// after the attention block and after the feed-forward block (`houlsby`, AdapterH) or after
+    /// the feed-forward block only (AdapterL). Models without the slots refuse.
+    fn add_bottleneck_adapters(
+        &mut self,
+        config: &BottleneckAdapterConfig,
+        houlsby: bool,
+        device: &Device,
+    ) -> Result<()> {
+        let _ = (config, houlsby, device);
+        Err(TrainError::Config(
+            "this model has no places for bottleneck adapters (AdapterH / AdapterL)".into(),
+        ))
+    }
+}
+
+/// A sequence classifier: what [`ClassificationTask`](crate::ClassificationTask) trains.
+pub trait SequenceClassifier: FineTune {
+    /// Logits `[batch, num_labels]`.
+    fn classify(&self, batch: &TokenBatch) -> Result<Tensor<2>>;
+
+    /// Number of labels.
+    fn num_labels(&self) -> usize;
+}
+
+/// A causal language model: what [`CausalLmTask`](crate::CausalLmTask) trains.
+pub trait CausalLm: FineTune {
+    /// Logits `[batch, seq, vocab]`, position `t` predicting token `t + 1`.
+    fn lm_logits(&self, batch: &DecoderBatch) -> Result<Tensor<3>>;
+}
+
+impl FineTune for EncoderForSequenceClassification {
+    fn is_head_param(&self, path: &str) -> bool {
+        path.starts_with("classifier.") || path.starts_with("head_dense.")
+    }
+
+    fn num_layers(&self) -> usize {
+        self.encoder.layers.len()
+    }
+
+    fn add_bottleneck_adapters(
+        &mut self,
+        config: &BottleneckAdapterConfig,
+        houlsby: bool,
+        device: &Device,
+    ) -> Result<()> {
+        for layer in &mut self.encoder.layers {
+            if houlsby {
+                layer.attention_adapter = Some(config.init(device)?);
+            }
+            layer.ffn_adapter = Some(config.init(device)?);
+        }
+        Ok(())
+    }
+}
+
+impl SequenceClassifier for EncoderForSequenceClassification {
+    fn classify(&self, batch: &TokenBatch) -> Result<Tensor<2>> {
+        Ok(self.forward(batch)?)
+    }
+
+    fn num_labels(&self) -> usize {
+        EncoderForSequenceClassification::num_labels(self)
+    }
+}
+
+impl FineTune for DecoderForCausalLM {
+    fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn add_bottleneck_adapters(
+        &mut self,
+        config: &BottleneckAdapterConfig,
+        houlsby: bool,
+        device: &Device,
+    ) -> Result<()> {
+        for layer in &mut self.layers {
+            if houlsby {
+                layer.attention_adapter = Some(config.init(device)?);
+            }
+            layer.ffn_adapter = Some(config.init(device)?);
+        }
+        Ok(())
+    }
+}
+
+impl CausalLm for DecoderForCausalLM {
+    fn lm_logits(&self, batch: &DecoderBatch) -> Result<Tensor<3>> {
+        Ok(self.forward_batch(batch)?)
+    }
+}
+
+/// Uploads a tokenized batch (`lora-data`'s host-side [`EncodedBatch`](lora_data::EncodedBatch))
+/// as a [`TokenBatch`].
+pub fn token_batch(batch: &lora_data::EncodedBatch, device: &Device) -> Result<TokenBatch> {
+    Ok(TokenBatch::from_ids(
+        batch.input_ids.clone(),
+        batch.attention_mask.clone(),
+        batch.token_type_ids.clone(),
+        [batch.batch, batch.seq],
+        device,
+    )?)
+}
