@@ -241,8 +241,7 @@ fn bias_all_covers_bert_layer_norms_by_their_hugging_face_names() {
         &device,
     )
     .unwrap();
-    let model =
-        lora_models::EncoderForSequenceClassification::new(bert, 2, None, &device).unwrap();
+    let model = lora_models::EncoderForSequenceClassification::new(bert, 2, None, &device).unwrap();
     let all = lora_surgery::selected_biases(&model, lora_surgery::BiasMode::All, &[]);
     // 6 layers × (6 linear biases + 2 LayerNorm biases) + embeddings LayerNorm + pooler + classifier.
     assert_eq!(all.len(), 6 * 8 + 3);

@@ -1,4 +1,5 @@
-//! `cargo xtask ci`, `bench`, `package`, `fetch` and `experiment`.
+//! `cargo xtask ci` (formatting, lints, packaging and the backend matrix), `bench` and
+//! `package`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -6,8 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-/// Backends the test build compiles in. `cuda` is only compile-checked (see `cuda_rows`).
-const TEST_FEATURES: &str = "flex,ndarray,wgpu";
+use crate::cargo::{TEST_FEATURES, step, target_dir, workspace_root};
 
 /// The outcome of one row of the backend matrix.
 enum Outcome {
@@ -199,72 +199,6 @@ pub fn bench(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Runs `lora-eval`'s `lora-experiment` binary with `args`.
-///
-/// The binary is built by the test build (`cargo test --workspace --features flex,ndarray,wgpu
-/// --no-run`, which builds it for lora-eval's integration test), not by `cargo run`: `cargo run
-/// -p lora-eval` resolves features for lora-eval alone and without dev-dependencies, which
-/// changes Burn's feature set and recompiles it from scratch (15-20 minutes on 2 cores).
-pub fn experiment(args: &[String]) -> Result<()> {
-    let root = workspace_root()?;
-    let binary = test_build_binary(&root, "lora-experiment")?;
-    eprintln!("xtask: {} {}", binary.display(), args.join(" "));
-    let status = Command::new(&binary)
-        .args(args)
-        .current_dir(&root)
-        .status()
-        .with_context(|| format!("running {}", binary.display()))?;
-    if !status.success() {
-        bail!("the experiment failed ({status})");
-    }
-    Ok(())
-}
-
-/// Runs the test build (`cargo test --workspace --features flex,ndarray,wgpu --no-run`, a no-op
-/// when it is current) and returns the path of one of the binaries it builds (`lora`,
-/// `lora-experiment`): running them this way never recompiles Burn for another feature set.
-pub(crate) fn test_build_binary(root: &Path, name: &str) -> Result<PathBuf> {
-    step(
-        root,
-        "build (the test build, shared with cargo xtask ci)",
-        &[
-            "test",
-            "--workspace",
-            "--features",
-            TEST_FEATURES,
-            "--no-run",
-            "--quiet",
-        ],
-        &[],
-    )?;
-    let binary = target_dir(root).join("debug").join(name);
-    if !binary.is_file() {
-        bail!("{} was not built", binary.display());
-    }
-    Ok(binary)
-}
-
-/// `cargo` arguments that run lora-assets' `fetch` example (asset names follow); it prints
-/// `NAME  PATH` per asset.
-pub(crate) const FETCH_EXAMPLE: [&str; 7] = [
-    "run",
-    "--quiet",
-    "-p",
-    "lora-assets",
-    "--example",
-    "fetch",
-    "--",
-];
-
-/// Fetches assets through lora-assets' own code (the `fetch` example), so xtask stays free of
-/// heavy dependencies.
-pub fn fetch(args: &[String]) -> Result<()> {
-    let root = workspace_root()?;
-    let mut cmd_args = FETCH_EXAMPLE.to_vec();
-    cmd_args.extend(args.iter().map(String::as_str));
-    step(&root, "fetch assets", &cmd_args, &[])
-}
-
 fn test_row(
     root: &Path,
     backend: &'static str,
@@ -397,38 +331,4 @@ fn print_matrix(rows: &[Row], total: f64) {
         );
     }
     println!();
-}
-
-fn step(root: &Path, label: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
-    eprintln!("xtask: {label}: cargo {}", args.join(" "));
-    let started = Instant::now();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(args)
-        .envs(env.iter().copied())
-        .current_dir(root)
-        .status()
-        .with_context(|| format!("could not start cargo for {label}"))?;
-    eprintln!(
-        "xtask: {label}: {} in {:.0} s",
-        if status.success() { "ok" } else { "FAILED" },
-        started.elapsed().as_secs_f64()
-    );
-    if !status.success() {
-        bail!("{label} failed ({status})");
-    }
-    Ok(())
-}
-
-pub(crate) fn workspace_root() -> Result<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    Ok(manifest
-        .parent()
-        .context("xtask has no parent directory")?
-        .to_path_buf())
-}
-
-pub(crate) fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
 }

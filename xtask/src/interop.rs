@@ -1,41 +1,24 @@
 //! `cargo xtask interop`: Hugging Face transformers and PEFT load what `lora merge` and
 //! `lora export` write, and agree with lora-burn's outputs.
 //!
-//! Installs pinned torch / transformers / peft into a virtual environment under the target dir
-//! (once; about 6 GB), runs the `lora` binary of the test build to train a small adapter, merge
-//! and export it (and to merge PEFT's SmolLM2 adapter), then runs `interop/check_transformers.py`.
-//! `cargo xtask ci` runs it as the last row of its matrix (the environment is kept in the
-//! target dir, so only the first run installs it).
+//! Uses the pinned Python environment (`xtask/interop/requirements.txt`, see `python.rs`), runs
+//! the `lora` binary of the test build to train a small adapter, merge and export it (and to
+//! merge PEFT's SmolLM2 adapter), then runs `interop/check_transformers.py`; and for every tiny
+//! family fixture in `tests/fixtures`, merges and exports PEFT's adapter with `lora` and checks
+//! both with `fixtures/check_family.py` (transformers and PEFT alone, logits within 1e-4).
+//! `cargo xtask ci` runs it as the last row of its matrix.
 
-use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::ci::{FETCH_EXAMPLE, target_dir, test_build_binary, workspace_root};
-
-/// The versions the check was last run with.
-const PYTHON_PACKAGES: [&str; 3] = ["torch==2.15.0", "transformers==5.24.0", "peft==0.21.2"];
+use crate::cargo::{fetch_assets, target_dir, test_build_binary, workspace_root};
+use crate::python::{pinned_python, run as run_command};
 
 pub fn run() -> Result<()> {
     let root = workspace_root()?;
     let target = target_dir(&root);
-    let venv = target.join("interop").join("venv");
-    let python = venv.join("bin").join("python");
-    let ready = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import torch, transformers, peft"])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !ready(&python) {
-        run_command(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-        run_command(
-            Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet"])
-                .args(PYTHON_PACKAGES),
-        )?;
-    }
+    let python = pinned_python(&root)?;
     let lora = test_build_binary(&root, "lora")?;
     let work = target.join("interop").join("work");
     let _ = std::fs::remove_dir_all(&work);
@@ -112,30 +95,72 @@ pub fn run() -> Result<()> {
         "--json",
     ])?;
     std::fs::write(work.join("ours_ppl.json"), ppl)?;
-    // The base encoder's directory, for PEFT: where lora-data's cache keeps the minilm asset.
-    let fetched = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(FETCH_EXAMPLE)
-        .arg("minilm")
-        .current_dir(&root)
-        .output()?;
-    let minilm = String::from_utf8_lossy(&fetched.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("minilm").map(|p| p.trim().to_string()))
-        .context("the fetch example did not print the minilm path")?;
+    let minilm = fetch_assets(&root, &["minilm"])?.remove(0);
     run_command(
         Command::new(&python)
             .arg(root.join("xtask/interop/check_transformers.py"))
             .arg(&work)
             .arg(minilm),
-    )
+    )?;
+    families(&root, &python, &lora, &work)
 }
 
-fn run_command(command: &mut Command) -> Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("could not start {command:?}"))?;
-    if !status.success() {
-        bail!("{command:?} failed ({status})");
+/// Every tiny family fixture: `lora merge` and `lora export` of PEFT's adapter, each loaded by
+/// transformers / PEFT and compared with the fixture's reference logits.
+fn families(
+    root: &std::path::Path,
+    python: &std::path::Path,
+    lora: &std::path::Path,
+    work: &std::path::Path,
+) -> Result<()> {
+    let fixtures = root.join("tests/fixtures");
+    let mut names: Vec<String> = std::fs::read_dir(&fixtures)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tiny_"))
+        .collect();
+    names.sort();
+    let mut failed = Vec::new();
+    for name in &names {
+        let fixture = fixtures.join(name);
+        let (model, adapter) = (fixture.join("model"), fixture.join("adapter"));
+        for (command, out) in [
+            ("merge", work.join(format!("{name}-merged"))),
+            ("export", work.join(format!("{name}-exported"))),
+        ] {
+            eprintln!("xtask: lora {command} {name}");
+            let status = Command::new(lora)
+                .arg(command)
+                .arg("--model")
+                .arg(&model)
+                .arg("--adapter")
+                .arg(&adapter)
+                .arg("--out")
+                .arg(&out)
+                .args(["--quiet", "--force"])
+                .env("BURN_DEVICE", "flex")
+                .status()?;
+            let checked = status.success()
+                && Command::new(python)
+                    .arg(root.join("xtask/fixtures/check_family.py"))
+                    .arg(&fixture)
+                    .arg(&out)
+                    .status()?
+                    .success();
+            if !checked {
+                failed.push(format!("{name} ({command})"));
+            }
+        }
     }
+    if !failed.is_empty() {
+        bail!(
+            "transformers / PEFT disagree with lora on: {}",
+            failed.join(", ")
+        );
+    }
+    eprintln!(
+        "xtask: {} family fixtures merged and exported, all within 1e-4",
+        names.len()
+    );
     Ok(())
 }

@@ -3,14 +3,18 @@
 //! - `cargo xtask ci`: formatting, clippy, then the test suite on every backend this machine can
 //!   run, ending with a matrix of what ran, passed or was skipped, and why.
 //! - `cargo xtask experiment [--quick|--full] [...]`: the LoRA paper's tables on real data
-//!   (runs `lora-eval`'s `lora-experiment` binary; `--help` lists its options).
+//!   (`lora experiment` with the release `lora`; `--help` lists its options).
+//! - `cargo xtask fixtures`: regenerate `tests/fixtures` with the pinned Python environment.
 //! - `cargo xtask bench`: criterion benchmarks.
 //! - `cargo xtask package [--allow-dirty]`: `cargo package` of every published crate, verified.
 //! - `cargo xtask interop`: transformers and PEFT load what `lora merge` / `lora export` write.
 //! - `cargo xtask fetch [NAME...]`: the pinned real assets, ahead of time.
 
+mod cargo;
 mod ci;
+mod fixtures;
 mod interop;
+mod python;
 
 use std::process::ExitCode;
 
@@ -22,12 +26,17 @@ tasks:
                on every backend this machine can run, and the transformers/PEFT interop check
   experiment [--quick|--full] [--device D] [--seeds 1,2] [--only TABLES] [--out DIR] [--config F]
                the LoRA paper's tables on real data: methods compared, rank ablation,
-               latency, bbc-news; writes results/<preset>/report.md (about 20 min on 2 cores)
+               latency, bbc-news; writes results/<preset>/report.md (about 20 min on 2 cores);
+               runs `lora experiment` with the installed or freshly built release lora
+  fixtures [--only NAME...] [--compare-with DIR|none]
+               regenerate tests/fixtures (tiny random checkpoints of every family, PEFT
+               adapters, reference outputs) with the pinned Python environment
   bench        criterion benchmarks: the LoRA layer, and model forward throughput
   package [--allow-dirty] [--no-verify]
                cargo package of every published crate, each built on its own
   interop      transformers and PEFT (pip-installed into target/interop) load what lora merge
-               and lora export write, and agree with lora's outputs (also run by ci)
+               and lora export write, for MiniLM, SmolLM2 and every family fixture, and agree
+               with lora's outputs (also run by ci)
   fetch [--cache DIR] [NAME...]
                fetch the pinned real assets (minilm, smollm2, movie-sentiment, bbc-news)
 ";
@@ -39,8 +48,9 @@ fn main() -> ExitCode {
         Some("bench") => ci::bench(&args[1..]),
         Some("package") => ci::package(&args[1..]),
         Some("interop") => interop::run(),
-        Some("fetch") => ci::fetch(&args[1..]),
-        Some("experiment") => ci::experiment(&args[1..]),
+        Some("fetch") => cargo::fetch(&args[1..]),
+        Some("experiment") => cargo::experiment(&args[1..]),
+        Some("fixtures") => fixtures::run_fixtures(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -78,6 +78,30 @@ pub enum AssetError {
         /// The tasks that exist.
         known: Vec<&'static str>,
     },
+    /// A `--model` that is no path, asset or Hugging Face id.
+    #[error(
+        "model '{spec}' is neither an existing path, a known asset ({}) nor a Hugging Face model \
+         id (org/name[@revision])",
+        assets.join(", ")
+    )]
+    UnknownModel {
+        /// What was given.
+        spec: String,
+        /// The asset names.
+        assets: Vec<&'static str>,
+    },
+    /// A Hugging Face model that is neither in the cache nor downloadable.
+    #[error("Hugging Face model {repo}@{revision} (cache {cache}): {reason}")]
+    HubModel {
+        /// `org/name`.
+        repo: String,
+        /// The revision asked for.
+        revision: String,
+        /// The cache directory looked in.
+        cache: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A file system operation failed.
     #[error("{action} {path}: {source}")]
     Io {

@@ -7,6 +7,9 @@
 //! running its code), unpacks what it needs in Rust, checks the pinned sums of the files and
 //! renames the result into the cache. [`BuiltinTask`] reads the built-in tasks from them.
 //!
+//! [`resolve_model`] turns a `--model` argument into a local path: a path, an asset name, or a
+//! Hugging Face model id from the Hugging Face cache ([`hub`]).
+//!
 //! Only the command line, the experiment and the tests use this crate: the LoRA machinery, the
 //! models and the trainer never fetch anything.
 //!
@@ -23,8 +26,30 @@
 
 pub mod assets;
 pub mod error;
+pub mod hub;
 pub mod tasks;
 
 pub use assets::{ASSETS, AssetCache, AssetSpec, FetchedAsset};
 pub use error::{AssetError, Result};
+pub use hub::{HubId, hub_cache_dir, resolve_hub_model};
 pub use tasks::BuiltinTask;
+
+/// Where a `--model` points, as a local path: an existing file or directory as it is, an asset
+/// name fetched into `cache`, or a Hugging Face model id (`org/name[@revision]`) from the
+/// Hugging Face cache (downloaded there when the network allows).
+pub fn resolve_model(cache: &AssetCache, spec: &str) -> Result<std::path::PathBuf> {
+    let path = std::path::Path::new(spec);
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    if AssetSpec::by_name(spec).is_ok() {
+        return Ok(cache.fetch(spec)?.main);
+    }
+    if let Some(id) = HubId::parse(spec) {
+        return resolve_hub_model(&id);
+    }
+    Err(AssetError::UnknownModel {
+        spec: spec.to_string(),
+        assets: ASSETS.iter().map(|a| a.name).collect(),
+    })
+}

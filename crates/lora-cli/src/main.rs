@@ -12,9 +12,12 @@
 //!   would adapt.
 //! - `lora merge`: fold an adapter into its base and write a Hugging Face model directory.
 //! - `lora export`: write an adapter as a clean PEFT directory with a model card.
+//! - `lora experiment`: the LoRA paper's comparison on real data (`cargo xtask experiment` runs
+//!   it).
 
 mod data;
 mod eval;
+mod experiment;
 mod export;
 mod generate;
 mod inspect;
@@ -28,6 +31,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use eval::{EvalArgs, eval};
+use experiment::{ExperimentArgs, experiment};
 use export::{ExportArgs, export};
 use generate::{GenerateArgs, generate};
 use inspect::{InspectArgs, inspect};
@@ -96,6 +100,16 @@ enum Command {
         The directory holds config.json, model.safetensors (f32) and tokenizer.json: transformers\n\
         loads it with from_pretrained, and lora loads it with --model and no --adapter.")]
     Merge(MergeArgs),
+    /// The LoRA paper's tables on real data: methods compared, rank ablation, latency, bbc-news.
+    #[command(after_help = "Examples:\n  \
+        lora experiment                      # every table, about 20 minutes on 2 CPU cores\n  \
+        lora experiment --quick              # a run of a few minutes\n  \
+        lora experiment --only ablation --seeds 1,2,3\n  \
+        lora experiment --full --device cuda # full data, more epochs and seeds\n\n\
+        Results go to results/PRESET (--out): report.md, results.json, CSV tables and SVG plots.\n\
+        An interrupted experiment resumes: finished runs are reused, an unfinished one continues\n\
+        from its checkpoint.")]
+    Experiment(ExperimentArgs),
     /// Write a LoRA adapter as a clean PEFT directory (with a model card), checked against its base.
     #[command(after_help = "Examples:\n  \
         lora export --model minilm --adapter runs/lora/best --out sentiment-adapter\n  \
@@ -105,7 +119,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.quiet, cli.verbose);
+    // The experiment reports its progress (a line per run) unless asked to be quiet.
+    let progress = matches!(cli.command, Command::Experiment(_));
+    init_logging(cli.quiet, cli.verbose, progress);
     let result = match cli.command {
         Command::Train(args) => train(*args, cli.quiet),
         Command::Predict(args) => predict(args),
@@ -114,6 +130,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate(args),
         Command::Merge(args) => merge(args, cli.quiet),
         Command::Export(args) => export(args, cli.quiet),
+        Command::Experiment(args) => experiment(args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -135,9 +152,10 @@ pub fn spinner(message: impl Into<String>, quiet: bool) -> indicatif::ProgressBa
     bar
 }
 
-fn init_logging(quiet: bool, verbose: u8) {
+fn init_logging(quiet: bool, verbose: u8, progress: bool) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
+        (false, 0) if progress => "warn,lora_eval=info,lora_cli=info",
         (false, 0) => "warn",
         (false, 1) => "info",
         _ => "debug",

@@ -14,7 +14,8 @@ const LABELS_FILE: &str = "labels.json";
 
 #[derive(Args)]
 pub struct ModelArgs {
-    /// A Hugging Face directory, a .gguf file, or an asset name (minilm, smollm2).
+    /// A Hugging Face directory, a .gguf file, an asset name (minilm, smollm2), or a Hugging Face
+    /// model id (org/name[@revision], from the Hugging Face cache or downloaded into it).
     #[arg(long)]
     pub model: String,
     /// Backend: flex, ndarray, wgpu, cuda or cuda:N (default: BURN_DEVICE, else the first compiled).
@@ -40,21 +41,11 @@ pub fn target_pattern(targets: Option<&str>, regex: Option<&str>) -> Option<Modu
     }
 }
 
-/// A model path, or an asset name fetched into the cache.
+/// A model path, an asset name fetched into the cache, or a Hugging Face model id from the
+/// Hugging Face cache (see [`lora_assets::resolve_model`]).
 pub fn resolve_model(spec: &str) -> Result<ModelSource> {
-    let path = Path::new(spec);
-    if path.exists() {
-        return Ok(ModelSource::path(path));
-    }
-    if lora_assets::AssetSpec::by_name(spec).is_ok() {
-        let asset = lora_assets::AssetCache::from_env().fetch(spec)?;
-        return Ok(ModelSource::path(asset.main));
-    }
-    bail!(
-        "model '{spec}' is neither an existing path nor a known asset; give a Hugging Face \
-         directory, a .gguf file, or one of: {}",
-        lora_assets::ASSETS.map(|a| a.name).join(", ")
-    )
+    let path = lora_assets::resolve_model(&lora_assets::AssetCache::from_env(), spec)?;
+    Ok(ModelSource::path(path))
 }
 
 /// A loaded model with its tokenizer and where it came from.

@@ -1,24 +1,14 @@
-//! `lora-experiment`: the LoRA paper's tables on real data (what `cargo xtask experiment` runs).
+//! `lora experiment`: the LoRA paper's tables on real data.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::Args;
 use lora_eval::experiment::{ExperimentConfig, Preset, TableKind, run_experiment};
 
 /// Runs the method comparison, the rank ablation, the latency table and the bbc-news comparison.
-#[derive(Parser)]
-#[command(
-    name = "lora-experiment",
-    version,
-    after_help = "Examples:\n  \
-    cargo xtask experiment                      # every table, about 20 minutes on 2 CPU cores\n  \
-    cargo xtask experiment --quick              # a smoke run of a few minutes\n  \
-    cargo xtask experiment --only ablation --seeds 1,2,3\n  \
-    cargo xtask experiment --full --device cuda # full data, more epochs and seeds"
-)]
-struct Args {
+#[derive(Args)]
+pub struct ExperimentArgs {
     /// A smoke run of a few minutes.
     #[arg(long, conflicts_with = "full")]
     quick: bool,
@@ -40,29 +30,9 @@ struct Args {
     /// A TOML file overriding any setting of the preset.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Only print errors and the final summary.
-    #[arg(long)]
-    quiet: bool,
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(args: Args) -> Result<()> {
+pub fn experiment(args: ExperimentArgs, quiet: bool) -> Result<()> {
     let preset = if args.quick {
         Preset::Quick
     } else if args.full {
@@ -93,7 +63,7 @@ fn run(args: Args) -> Result<()> {
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from("results").join(&config.name));
-    eprintln!(
+    tracing::info!(
         "experiment '{}': seeds {:?}, tables {:?}\n  movie-sentiment: {:?}\n  bbc-news: {:?}\n  ablation: ranks {:?}, fixed α {:?}, {:?}",
         config.name,
         config.seeds,
@@ -105,7 +75,7 @@ fn run(args: Args) -> Result<()> {
         config.ablation.budget
     );
     let (results, report) = run_experiment(&config, &out)?;
-    if !args.quiet {
+    if !quiet {
         println!("{}", std::fs::read_to_string(&report).unwrap_or_default());
     }
     println!(

@@ -1,0 +1,318 @@
+//! The report of an experiment: `report.md`, `results.json`, a CSV per table and SVG plots,
+//! rebuilt from the results.
+
+use std::path::{Path, PathBuf};
+
+use super::config::TableKind;
+use super::run::RunResult;
+use super::{ExperimentResults, write_err, write_file};
+use crate::error::Result;
+use crate::plot::{Series, line_plot_svg, moving_average};
+use crate::report::Table;
+use crate::stats::MeanStd;
+
+fn human_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", b / (1024.0 * 1024.0))
+    } else {
+        format!("{:.1} KiB", b / 1024.0)
+    }
+}
+
+fn metric_stats(runs: &[&RunResult], name: &str) -> MeanStd {
+    MeanStd::of(
+        &runs
+            .iter()
+            .filter_map(|r| r.test.get(name))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The comparison table of one task: a row per method, metrics as mean ± std over seeds.
+fn comparison_table(results: &ExperimentResults, task: &str, title: &str) -> Table {
+    let mut table = Table::new(
+        title,
+        [
+            "method",
+            "trainable params",
+            "% of model",
+            "accuracy %",
+            "precision %",
+            "recall %",
+            "F1 %",
+            "s / epoch",
+            "peak MiB",
+            "checkpoint",
+            "% of model file",
+        ],
+    );
+    for m in &results.config.methods {
+        let runs: Vec<&RunResult> = results
+            .runs
+            .iter()
+            .filter(|r| r.task == task && r.label == m.label)
+            .collect();
+        let Some(first) = runs.first() else { continue };
+        let f = |name| metric_stats(&runs, name).percent(1);
+        let peak = runs.iter().filter_map(|r| r.peak_rss_mib).reduce(f64::max);
+        table.push([
+            m.label.clone(),
+            first.params.trainable.to_string(),
+            format!("{:.3}", first.params.trainable_percent()),
+            f("accuracy"),
+            f("precision"),
+            f("recall"),
+            f("f1"),
+            MeanStd::of(&runs.iter().map(|r| r.seconds_per_epoch).collect::<Vec<_>>()).format(1),
+            peak.map_or("-".into(), |p| format!("{p:.0}")),
+            human_bytes(first.checkpoint_bytes),
+            format!(
+                "{:.2}",
+                100.0 * first.checkpoint_bytes as f64 / results.full_model_bytes.max(1) as f64
+            ),
+        ]);
+    }
+    let seeds = results.config.seeds.len();
+    table.note = Some(format!(
+        "Test-set metrics, mean ± std over {seeds} seed(s){}. Precision/recall/F1: of the positive \
+         class for binary tasks, macro-averaged otherwise. Peak MiB is the process's peak resident \
+         memory while training (model, data and framework included).",
+        if seeds == 1 {
+            " (one seed: no spread)"
+        } else {
+            ""
+        }
+    ));
+    table
+}
+
+fn ablation_rows(results: &ExperimentResults) -> (Table, Vec<Series>) {
+    let a = &results.config.ablation;
+    let mut table = Table::new(
+        "Rank ablation: LoRA on (query, value), movie-sentiment",
+        [
+            "r",
+            "α",
+            "trainable params",
+            "accuracy %",
+            "precision %",
+            "recall %",
+            "F1 %",
+        ],
+    );
+    let mut same = Series {
+        label: "α = r".into(),
+        points: Vec::new(),
+    };
+    let mut fixed = Series {
+        label: "best fixed α".into(),
+        points: Vec::new(),
+    };
+    for &r in &a.ranks {
+        let of = |alpha: f64| -> Vec<&RunResult> {
+            results
+                .runs
+                .iter()
+                .filter(|run| run.lora == Some((r, alpha)) && run.label.starts_with("ablation"))
+                .collect()
+        };
+        let mut row = |alpha: f64, runs: &[&RunResult], note: &str| {
+            if let Some(first) = runs.first() {
+                let f = |name| metric_stats(runs, name).percent(1);
+                table.push([
+                    r.to_string(),
+                    format!("{alpha}{note}"),
+                    first.params.trainable.to_string(),
+                    f("accuracy"),
+                    f("precision"),
+                    f("recall"),
+                    f("f1"),
+                ]);
+            }
+        };
+        let same_runs = of(r as f64);
+        row(r as f64, &same_runs, "");
+        if !same_runs.is_empty() {
+            let s = metric_stats(&same_runs, "accuracy");
+            same.points.push((r as f64, s.mean, s.std));
+        }
+        let best = a
+            .fixed_alphas
+            .iter()
+            .filter(|&&alpha| alpha != r as f64)
+            .map(|&alpha| (alpha, of(alpha)))
+            .filter(|(_, runs)| !runs.is_empty())
+            .max_by(|x, y| {
+                metric_stats(&x.1, "accuracy")
+                    .mean
+                    .total_cmp(&metric_stats(&y.1, "accuracy").mean)
+            });
+        if let Some((alpha, runs)) = best {
+            row(alpha, &runs, " (fixed)");
+            let s = metric_stats(&runs, "accuracy");
+            fixed.points.push((r as f64, s.mean, s.std));
+        }
+    }
+    table.note = Some(format!(
+        "Test-set metrics, mean ± std over {} seed(s); {} training examples, lr {:e}. Rows marked \
+         (fixed) use the best of the fixed α values {:?} at that rank.",
+        results.config.seeds.len(),
+        a.budget.train.map_or("all".into(), |n| n.to_string()),
+        a.lr,
+        a.fixed_alphas
+    ));
+    let series = [same, fixed]
+        .into_iter()
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    (table, series)
+}
+
+fn latency_table(results: &ExperimentResults) -> Table {
+    let batches = &results.config.latency.batch_sizes;
+    let mut header = vec!["variant".to_string()];
+    header.extend(batches.iter().map(|b| format!("batch {b} (ms)")));
+    let mut table = Table::new("Inference latency (median)", header);
+    let mut variants: Vec<&str> = Vec::new();
+    for l in &results.latency {
+        if !variants.contains(&l.variant.as_str()) {
+            variants.push(&l.variant);
+        }
+    }
+    for v in variants {
+        let mut row = vec![v.to_string()];
+        for b in batches {
+            row.push(
+                results
+                    .latency
+                    .iter()
+                    .find(|l| l.variant == v && l.batch == *b)
+                    .map_or("-".into(), |l| format!("{:.2}", l.latency.median_ms)),
+            );
+        }
+        table.push(row);
+    }
+    let seq = results
+        .latency
+        .iter()
+        .map(|l| format!("batch {} × {} tokens", l.batch, l.seq_len));
+    let mut seen: Vec<String> = Vec::new();
+    for s in seq {
+        if !seen.contains(&s) {
+            seen.push(s);
+        }
+    }
+    table.note = Some(format!(
+        "Median of {} runs after {} warm-up runs, the encoder's forward with a 2-class head; inputs: {}.",
+        results.config.latency.repeats,
+        results.config.latency.warmup,
+        seen.join(", ")
+    ));
+    table
+}
+
+/// Writes `report.md`, `results.json`, the CSV tables and the plots; returns the report path.
+pub fn write_report(results: &ExperimentResults, out: &Path) -> Result<PathBuf> {
+    let mut tables = Vec::new();
+    let mut plots = Vec::new();
+    let wants = |t: TableKind| results.config.tables.contains(&t);
+    if wants(TableKind::Comparison) {
+        tables.push((
+            "comparison",
+            comparison_table(
+                results,
+                "movie-sentiment",
+                "Method comparison: movie-sentiment (binary)",
+            ),
+        ));
+        plots.push(("loss_movie.svg", loss_plot(results, "movie-sentiment")?));
+    }
+    if wants(TableKind::Ablation) {
+        let (table, series) = ablation_rows(results);
+        tables.push(("ablation", table));
+        if !series.is_empty() {
+            plots.push((
+                "rank_ablation.svg",
+                line_plot_svg(
+                    "Test accuracy against LoRA rank",
+                    "r",
+                    "accuracy",
+                    &series,
+                    true,
+                )?,
+            ));
+        }
+    }
+    if wants(TableKind::Latency) {
+        tables.push(("latency", latency_table(results)));
+    }
+    if wants(TableKind::Bbc) {
+        tables.push((
+            "bbc",
+            comparison_table(
+                results,
+                "bbc-news",
+                "Method comparison: bbc-news (5 classes)",
+            ),
+        ));
+        plots.push(("loss_bbc.svg", loss_plot(results, "bbc-news")?));
+    }
+    let mut md = format!(
+        "# Experiment `{}`\n\nThe encoder `{}` fine-tuned with each method; machine: {}.\n\
+         Wall time of this invocation: {:.1} min. Settings: `config.toml`; every number: `results.json`.\n\n",
+        results.config.name,
+        results.config.encoder,
+        results.machine.describe(),
+        results.wall_seconds / 60.0
+    );
+    for (file, table) in &tables {
+        md += &format!("## {}\n\n{}\n", table.title, table.to_markdown());
+        if let Some(note) = &table.note {
+            md += &format!("{note}\n\n");
+        }
+        write_file(out, &format!("{file}.csv"), table.to_csv().as_bytes())?;
+    }
+    for (file, svg) in &plots {
+        write_file(out, file, svg.as_bytes())?;
+        md += &format!("![{file}]({file})\n\n");
+    }
+    let json = serde_json::to_vec_pretty(results).map_err(|e| write_err(out, e))?;
+    write_file(out, "results.json", &json)?;
+    write_file(out, "report.md", md.as_bytes())?;
+    Ok(out.join("report.md"))
+}
+
+fn loss_plot(results: &ExperimentResults, task: &str) -> Result<String> {
+    let seed = results.config.seeds[0];
+    let series: Vec<Series> = results
+        .config
+        .methods
+        .iter()
+        .filter_map(|m| {
+            let run = results
+                .runs
+                .iter()
+                .find(|r| r.task == task && r.label == m.label && r.seed == seed)?;
+            let smooth = moving_average(&run.step_losses, 10);
+            Some(Series {
+                label: m.label.clone(),
+                points: smooth
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| ((i + 1) as f64, l, 0.0))
+                    .collect(),
+            })
+        })
+        .collect();
+    if series.is_empty() {
+        return Ok(String::new());
+    }
+    line_plot_svg(
+        &format!("Training loss on {task} (seed {seed}, 10-step average)"),
+        "step",
+        "loss",
+        &series,
+        false,
+    )
+}

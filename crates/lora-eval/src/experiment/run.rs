@@ -1,0 +1,279 @@
+//! Running the plan: one training run (resumable, skipped when already done with the same
+//! settings) and the latency measurements, each producing the records the report reads.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use lora_core::ParamCount;
+use lora_data::batching::{EncodedBatch, tokenize_examples};
+use lora_data::{TaskSplits, TokenizedExample};
+use lora_models::Encoder;
+use lora_train::checkpoint::existing_dir;
+use lora_train::trainer::CHECKPOINT_DIR;
+use lora_train::{
+    ClassificationTask, EvalMetrics, Method, TrainConfig, Trainer, evaluate_classifier,
+    prepare_classifier,
+};
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use super::config::{LatencyConfig, TaskBudget, lora_qv};
+use super::{write_err, write_file};
+use crate::error::Result;
+use crate::latency::{Latency, measure};
+use crate::stats::bootstrap_ci;
+
+/// What one training run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    /// Task name.
+    pub task: String,
+    /// Row label.
+    pub label: String,
+    /// Method name.
+    pub method: String,
+    /// LoRA rank and alpha, for LoRA runs.
+    pub lora: Option<(usize, f64)>,
+    /// Seed.
+    pub seed: u64,
+    /// Learning rate.
+    pub lr: f64,
+    /// Trainable and total parameters.
+    pub params: ParamCount,
+    /// Test-set metrics of the final model.
+    pub test: EvalMetrics,
+    /// 95 % bootstrap interval of the test accuracy.
+    pub test_accuracy_ci: (f64, f64),
+    /// Training seconds per epoch (mean).
+    pub seconds_per_epoch: f64,
+    /// Training throughput.
+    pub examples_per_second: f64,
+    /// Peak resident memory during training, MiB.
+    pub peak_rss_mib: Option<f64>,
+    /// Bytes of the saved trainable weights (the PEFT adapter for LoRA).
+    pub checkpoint_bytes: u64,
+    /// Mean training loss of every step.
+    pub step_losses: Vec<f64>,
+}
+
+/// Inference latency of one model variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatencyResult {
+    /// Variant (`base`, `LoRA merged`, ...).
+    pub variant: String,
+    /// Batch size.
+    pub batch: usize,
+    /// Padded sequence length of the batch.
+    pub seq_len: usize,
+    /// The timings.
+    pub latency: Latency,
+}
+
+/// The encoder every classification run starts from, with its tokenizer.
+pub(crate) struct Loaded {
+    pub(crate) encoder: Encoder,
+    pub(crate) tokenizer: Tokenizer,
+    pub(crate) pad_id: u32,
+    pub(crate) name: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn train_run(
+    loaded: &Loaded,
+    device: &Device,
+    splits: &TaskSplits,
+    label: &str,
+    method: &Method,
+    lr: f64,
+    seed: u64,
+    budget: &TaskBudget,
+    dir: &Path,
+) -> Result<RunResult> {
+    // A run is reused (finished, or resumed from its checkpoint) only if it was started with
+    // the same settings; otherwise its directory is stale and the run starts again.
+    let settings = serde_json::json!({
+        "method": method, "lr": lr, "seed": seed, "budget": budget,
+    });
+    let settings_path = dir.join("settings.json");
+    let recorded = std::fs::read_to_string(&settings_path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+    if recorded.as_ref() != Some(&settings) && dir.exists() {
+        tracing::info!(dir = %dir.display(), "settings differ from the last invocation's: starting this run again");
+        std::fs::remove_dir_all(dir).map_err(|e| write_err(dir, e))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
+    let text = serde_json::to_vec_pretty(&settings).map_err(|e| write_err(&settings_path, e))?;
+    write_file(dir, "settings.json", &text)?;
+    let result_path = dir.join("result.json");
+    if let Ok(text) = std::fs::read_to_string(&result_path)
+        && let Ok(done) = serde_json::from_str::<RunResult>(&text)
+    {
+        tracing::info!(
+            "done before: test accuracy {:.4}",
+            done.test.get("accuracy").unwrap_or(f64::NAN)
+        );
+        return Ok(done);
+    }
+    let task: ClassificationTask =
+        ClassificationTask::new(&loaded.tokenizer, splits, budget.max_len, loaded.pad_id)?;
+    let config = TrainConfig {
+        epochs: budget.epochs,
+        batch_size: budget.batch_size,
+        lr: Some(lr),
+        seed,
+        // Checkpoints every 50 steps let an interrupted experiment resume inside a run.
+        checkpoint_every_steps: Some(50),
+        ..TrainConfig::new(method.clone())
+    };
+    let model = prepare_classifier(
+        loaded.encoder.clone(),
+        task.num_labels(),
+        method,
+        seed,
+        device,
+    )?;
+    let trainer = Trainer::new(&task, config, dir).with_base_model(loaded.name.clone());
+    let outcome = if existing_dir(&dir.join(CHECKPOINT_DIR)).is_some() {
+        tracing::info!("resuming from {}", dir.join(CHECKPOINT_DIR).display());
+        trainer.resume(model)?
+    } else {
+        trainer.fit(model)?
+    };
+    let test_examples = tokenize_examples(&loaded.tokenizer, &splits.test, budget.max_len)?;
+    let test = evaluate_classifier(
+        &outcome.model.valid(),
+        &test_examples,
+        task.num_labels(),
+        loaded.pad_id,
+        64,
+    )?;
+    let confusion = &test
+        .classification
+        .as_ref()
+        .expect("a classifier's metrics")
+        .confusion;
+    let ci = bootstrap_ci(
+        confusion,
+        lora_train::ConfusionMatrix::accuracy,
+        1000,
+        0.95,
+        seed,
+    );
+    let history = &outcome.state.history;
+    let epochs = history.len().max(1) as f64;
+    let weights = if matches!(method, Method::Lora { .. }) {
+        dir.join("adapter_model.safetensors")
+    } else {
+        dir.join(lora_train::checkpoint::TRAINABLE_FILE)
+    };
+    let result = RunResult {
+        task: splits.name.clone(),
+        label: label.to_string(),
+        method: method.name().to_string(),
+        lora: match method {
+            Method::Lora { lora, .. } => Some((lora.r, lora.alpha)),
+            _ => None,
+        },
+        seed,
+        lr,
+        params: outcome.params,
+        test,
+        test_accuracy_ci: ci,
+        seconds_per_epoch: history.iter().map(|e| e.train_seconds).sum::<f64>() / epochs,
+        examples_per_second: history.iter().map(|e| e.examples_per_second).sum::<f64>() / epochs,
+        peak_rss_mib: history
+            .iter()
+            .filter_map(|e| e.peak_rss_mib)
+            .reduce(f64::max),
+        checkpoint_bytes: std::fs::metadata(&weights).map_or(0, |m| m.len()),
+        step_losses: outcome.state.step_losses.clone(),
+    };
+    tracing::info!(
+        "test accuracy {:.4} (95 % CI {:.4}–{:.4}) · {:.1} s/epoch",
+        result.test.get("accuracy").unwrap_or(f64::NAN),
+        ci.0,
+        ci.1,
+        result.seconds_per_epoch
+    );
+    let json = serde_json::to_vec_pretty(&result).map_err(|e| write_err(&result_path, e))?;
+    write_file(dir, "result.json", &json)?;
+    // The resumable state is no longer needed once the result is recorded.
+    let _ = std::fs::remove_dir_all(dir.join(CHECKPOINT_DIR));
+    Ok(result)
+}
+
+pub(crate) fn measure_latency(
+    loaded: &Loaded,
+    device: &Device,
+    splits: &TaskSplits,
+    config: &LatencyConfig,
+    max_len: usize,
+) -> Result<Vec<LatencyResult>> {
+    let bert = loaded.encoder.valid().fork(device);
+    let variants: Vec<(&str, Method, bool)> = vec![
+        ("Base model (no adapter)", Method::HeadOnly, false),
+        (
+            "LoRA merged",
+            lora_qv(config.rank, config.rank as f64),
+            true,
+        ),
+        (
+            "LoRA unmerged",
+            lora_qv(config.rank, config.rank as f64),
+            false,
+        ),
+        (
+            "AdapterH",
+            Method::AdapterH {
+                bottleneck: config.bottleneck,
+            },
+            false,
+        ),
+        (
+            "AdapterL",
+            Method::AdapterL {
+                bottleneck: config.bottleneck,
+            },
+            false,
+        ),
+    ];
+    let largest = config.batch_sizes.iter().copied().max().unwrap_or(1);
+    let pool: Vec<TokenizedExample> = tokenize_examples(
+        &loaded.tokenizer,
+        &splits.test[..largest.min(splits.test.len())],
+        max_len,
+    )?;
+    let mut out = Vec::new();
+    for (name, method, merge) in variants {
+        let mut model = prepare_classifier(bert.clone(), 2, &method, 0, device)?;
+        if merge {
+            lora_surgery::merge_and_unload(&mut model)?;
+        }
+        let model = model.valid();
+        for &batch in &config.batch_sizes {
+            let picked: Vec<&TokenizedExample> = pool.iter().cycle().take(batch).collect();
+            let encoded = EncodedBatch::from_sequences(
+                picked
+                    .iter()
+                    .map(|e| (e.ids.as_slice(), e.type_ids.as_slice())),
+                loaded.pad_id,
+            );
+            let input = lora_train::token_batch(&encoded, device)?;
+            let latency = measure(config.warmup, config.repeats, || -> Result<()> {
+                let logits = model.forward(&input)?;
+                let _ = logits.into_data();
+                Ok(())
+            })?;
+            tracing::info!("latency {name} batch {batch}: {:.2} ms", latency.median_ms);
+            out.push(LatencyResult {
+                variant: name.to_string(),
+                batch,
+                seq_len: encoded.seq,
+                latency,
+            });
+        }
+    }
+    Ok(out)
+}

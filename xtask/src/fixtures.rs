@@ -1,0 +1,28 @@
+//! `cargo xtask fixtures`: regenerates the conformance fixtures in `tests/fixtures` with the
+//! pinned Python environment: the MiniLM / SmolLM2 / PEFT fixtures from the real assets (fetched
+//! through lora-assets), and a tiny random checkpoint, PEFT adapter and reference outputs of
+//! every supported family (`xtask/fixtures/make_fixtures.py`).
+
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::cargo::{fetch_assets, workspace_root};
+use crate::python::{pinned_python, run};
+
+/// Runs the generator; extra arguments (`--only tiny_gpt2 …`, `--compare-with DIR`) go to it.
+pub fn run_fixtures(args: &[String]) -> Result<()> {
+    let root = workspace_root()?;
+    let python = pinned_python(&root)?;
+    let assets = fetch_assets(&root, &["minilm", "smollm2"])?;
+    run(Command::new(python)
+        .arg(root.join("xtask/fixtures/make_fixtures.py"))
+        .arg("--out")
+        .arg(root.join("tests/fixtures"))
+        .arg("--minilm")
+        .arg(&assets[0])
+        .arg("--smollm2-gguf")
+        .arg(&assets[1])
+        .args(args)
+        .current_dir(&root))
+}
