@@ -4,8 +4,8 @@
 //! against `labels[t + 1]`); [`IGNORE_INDEX`] (`-100`) marks positions that take no loss.
 //!
 //! **Prompt / completion without a chat template** (TRL's non-conversational data): the text is
-//! `prompt + completion + eos_token` (the EOS text is not appended twice when the completion
-//! already ends with it), encoded with the tokenizer's special tokens (its post-processor's BOS)
+//! `prompt + completion + eos_token` (no EOS text is appended when the completion already ends
+//! with it, or when the tokenizer's post-processor appends EOS itself), encoded with the tokenizer's special tokens (its post-processor's BOS)
 //! unless the text already contains the BOS text, so BOS is never doubled. The prompt is
 //! encoded alone the same way; its tokens are the prompt part when they are a prefix of the full
 //! encoding, else (the tokenizer merged across the boundary) the tokens that end after the
@@ -264,23 +264,54 @@ impl<'a> SftEncoder<'a> {
         }
     }
 
+    /// The id of the EOS text, when the tokenizer's post-processor appends it itself (RoBERTa's
+    /// `<s> … </s>`, some T5-style decoders): then the EOS text is not appended to completions.
+    fn post_processor_eos(&self) -> Result<Option<u32>> {
+        let Some(eos) = self
+            .special
+            .eos
+            .as_deref()
+            .and_then(|e| self.tokenizer.token_to_id(e))
+        else {
+            return Ok(None);
+        };
+        let with = self.encode_text("a", true)?;
+        let without = self.encode_text("a", false)?;
+        Ok(
+            (with.get_ids().last() == Some(&eos) && without.get_ids().last() != Some(&eos))
+                .then_some(eos),
+        )
+    }
+
     fn plain(&self, prompt: &str, completion: &str) -> Result<Masked> {
         let mut text = format!("{prompt}{completion}");
-        if let Some(eos) = self.special.eos.as_deref()
-            && !completion.ends_with(eos)
-        {
-            text.push_str(eos);
-        }
         let add_special = !self
             .special
             .bos
             .as_deref()
             .is_some_and(|bos| !bos.is_empty() && text.contains(bos));
+        let post_eos = if add_special {
+            self.post_processor_eos()?
+        } else {
+            None
+        };
+        if let Some(eos) = self.special.eos.as_deref()
+            && !completion.ends_with(eos)
+            && post_eos.is_none()
+        {
+            text.push_str(eos);
+        }
         let full = self.encode_text(&text, add_special)?;
-        let prompt_ids = self.encode_text(prompt, add_special)?;
+        let prompt_enc = self.encode_text(prompt, add_special)?;
+        let mut prompt_ids = prompt_enc.get_ids();
+        if let Some(eos) = post_eos
+            && prompt_ids.last() == Some(&eos)
+        {
+            prompt_ids = &prompt_ids[..prompt_ids.len() - 1];
+        }
         let ids = full.get_ids().to_vec();
         let mut fallbacks = Vec::new();
-        let start = if ids.starts_with(prompt_ids.get_ids()) {
+        let start = if ids.starts_with(prompt_ids) {
             prompt_ids.len()
         } else {
             fallbacks.push(
@@ -316,10 +347,18 @@ impl<'a> SftEncoder<'a> {
             if message.role != Role::Assistant {
                 continue;
             }
-            let before = template.render(&messages[..i], true)?;
+            // A conversation that opens with the assistant: some templates cannot render what
+            // comes before it (they read messages[0]); the turn is then found by its content.
+            let before = match template.render(&messages[..i], true) {
+                Err(_) if i == 0 => None,
+                other => Some(other?),
+            };
             let through = template.render(&messages[..=i], false)?;
-            let token_span = if text.starts_with(&before) && text.starts_with(&through) {
-                let a = self.encode_text(&before, false)?;
+            let token_span = if let Some(before) = before.as_deref()
+                && text.starts_with(before)
+                && text.starts_with(&through)
+            {
+                let a = self.encode_text(before, false)?;
                 let b = self.encode_text(&through, false)?;
                 (ids.starts_with(a.get_ids()) && ids.starts_with(b.get_ids()))
                     .then(|| a.len()..b.len())
@@ -331,6 +370,12 @@ impl<'a> SftEncoder<'a> {
                             i + 1
                         )
                     })
+            } else if before.is_none() {
+                Err(
+                    "the template cannot render the empty conversation before an opening \
+                     assistant turn"
+                        .to_string(),
+                )
             } else {
                 Err(format!(
                     "rendering the conversation up to assistant turn {} is not a prefix of the \
@@ -343,7 +388,13 @@ impl<'a> SftEncoder<'a> {
                 Ok(span) => span,
                 Err(reason) => {
                     fallbacks.push(reason);
-                    match char_span(&text, &before, &through, &message.content, previous_end) {
+                    match char_span(
+                        &text,
+                        before.as_deref(),
+                        &through,
+                        &message.content,
+                        previous_end,
+                    ) {
                         Some(chars) => tokens_ending_in(offsets, chars),
                         None => {
                             tracing::warn!(
@@ -411,20 +462,22 @@ impl<'a> SftEncoder<'a> {
 }
 
 /// The byte range of an assistant turn in the rendered conversation `text`, by text alone:
-/// from the end of `before` (the generation-prompt rendering) when it is a prefix of `text`,
+/// from the end of `before` (the generation-prompt rendering) when there is one and it is a
+/// prefix of `text`,
 /// else from the content's first occurrence after `previous_end`; through the content and as
 /// much of the text that follows it in `through` (the turn's own rendering: its end-of-turn
 /// marker) as `text` shares.
 fn char_span(
     text: &str,
-    before: &str,
+    before: Option<&str>,
     through: &str,
     content: &str,
     previous_end: usize,
 ) -> Option<Range<usize>> {
     let needle = content.trim();
-    let header_end =
-        (text.starts_with(before) && before.len() >= previous_end).then_some(before.len());
+    let header_end = before
+        .filter(|b| text.starts_with(b) && b.len() >= previous_end)
+        .map(str::len);
     let search_from = header_end.unwrap_or(previous_end);
     let content_at = if needle.is_empty() {
         search_from

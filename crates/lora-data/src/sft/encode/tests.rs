@@ -244,3 +244,57 @@ fn conversations_need_a_template_and_max_len_two() {
     assert!(e.contains("conversations need a chat template"), "{e}");
     assert!(SftEncoder::new(&tokenizer, None, options(1)).is_err());
 }
+
+#[test]
+fn a_conversation_may_open_with_the_assistant() {
+    let cases = [
+        ("tiny_qwen2", ["Hello there.<|im_end|>", "Bye<|im_end|>"]),
+        ("tiny_llama", ["Hello there.<|eot_id|>", "Bye<|eot_id|>"]),
+        ("tiny_phi3", ["Hello there.<|end|>", "Bye<|end|>\n<|end|>"]),
+    ];
+    let messages = vec![
+        Message::assistant("Hello there."),
+        Message::user("Hi"),
+        Message::assistant("Bye"),
+    ];
+    for (name, expected) in cases {
+        let (tokenizer, template) = load(name);
+        let encoder = SftEncoder::new(&tokenizer, Some(&template), options(512)).unwrap();
+        let encoded = encoder
+            .encode(&SftExample::Conversation(messages.clone()))
+            .unwrap();
+        let text = template.render(&messages, false).unwrap();
+        assert_eq!(
+            labelled_runs(&text, &tokenizer, &encoded),
+            expected,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_post_processor_eos_is_not_doubled() {
+    // RoBERTa's tokenizer writes `<s> … </s>` itself.
+    let dir = model_dir("tiny_roberta");
+    let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    let special = SpecialTokens::from_tokenizer_config(&dir.join("tokenizer_config.json")).unwrap();
+    let eos = tokenizer.token_to_id("</s>").unwrap();
+    let encoder = SftEncoder::new(&tokenizer, None, options(64))
+        .unwrap()
+        .with_special_tokens(special);
+    let (e, stats) = encoder
+        .encode_all(&[SftExample::prompt_completion("the model", " is good")])
+        .unwrap();
+    let e = &e[0];
+    assert_eq!(
+        e.ids,
+        tokenizer
+            .encode("the model is good", true)
+            .unwrap()
+            .get_ids()
+    );
+    assert_eq!(e.ids.iter().filter(|&&i| i == eos).count(), 1);
+    let prompt_len = tokenizer.encode("the model", true).unwrap().len() - 1;
+    assert_eq!(e.label_count(), e.len() - prompt_len);
+    assert_eq!(stats.offset_fallbacks, 0);
+}
