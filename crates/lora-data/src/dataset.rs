@@ -128,13 +128,15 @@ impl TaskSplits {
 
 /// Shuffles `examples` with `seed` and cuts them into train / dev / test, giving dev and test
 /// `dev_fraction` and `test_fraction` of the examples (rounded down, at least one each when the
-/// fraction is positive).
-pub fn split_seeded(
-    mut examples: Vec<Example>,
+/// fraction is positive). The permutation depends only on the number of examples and the seed,
+/// so two lists of the same length built from the same source in the same order (labelled
+/// examples and their instruction-tuning form, say) are split the same way.
+pub fn split_seeded<T>(
+    mut examples: Vec<T>,
     dev_fraction: f64,
     test_fraction: f64,
     seed: u64,
-) -> Result<(Vec<Example>, Vec<Example>, Vec<Example>)> {
+) -> Result<(Vec<T>, Vec<T>, Vec<T>)> {
     let valid = |f: f64| (0.0..1.0).contains(&f);
     if !valid(dev_fraction) || !valid(test_fraction) || dev_fraction + test_fraction >= 1.0 {
         return Err(DataError::InvalidArgument(format!(

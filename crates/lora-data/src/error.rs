@@ -45,6 +45,41 @@ pub enum DataError {
         /// What is wrong.
         reason: String,
     },
+    /// A configuration file whose content cannot be used (a `tokenizer_config.json` without a
+    /// chat template, a special token of the wrong type, …).
+    #[error("{path}: {reason}")]
+    InvalidFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and what would be valid.
+        reason: String,
+    },
+    /// A chat template that does not compile, or fails while rendering.
+    #[error("chat template ({origin}){}: {reason}", line.map(|l| format!(", line {l}")).unwrap_or_default())]
+    ChatTemplate {
+        /// Where the template came from (a file, or `tokenizer_config.json`'s `chat_template`).
+        origin: String,
+        /// The template line, when known.
+        line: Option<usize>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The chat template refused the conversation with `raise_exception(message)`.
+    #[error("the chat template ({origin}) refused the conversation: {message}")]
+    TemplateRaised {
+        /// Where the template came from.
+        origin: String,
+        /// The template's own message.
+        message: String,
+    },
+    /// An error while encoding one example of a list.
+    #[error("example {index} (counting from 1): {source}")]
+    InExample {
+        /// The example's position, counting from 1.
+        index: usize,
+        /// What went wrong.
+        source: Box<DataError>,
+    },
     /// Tokenization failed.
     #[error("tokenization failed: {0}")]
     Tokenizer(String),

@@ -4,6 +4,9 @@
 //! or no true examples of a class); `binary` scores class 1 as the positive class; `macro`
 //! averages classes equally; `weighted` weights them by their true counts; MCC is the
 //! multi-class form of Gorodkin (2004), which equals the binary phi coefficient for two classes.
+//! Generated text is scored by [`generation`] (exact match, BLEU, ROUGE-L).
+
+pub mod generation;
 
 use serde::{Deserialize, Serialize};
 
