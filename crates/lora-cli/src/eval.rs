@@ -1,6 +1,7 @@
 //! `lora eval`: measure a model (with an optional adapter) on a built-in task's split or on the
-//! user's file: accuracy, precision, recall, F1, MCC and the confusion matrix for a classifier,
-//! perplexity for a causal LM.
+//! user's file: accuracy, precision, recall, F1, MCC and the confusion matrix for a classifier;
+//! for a causal LM, perplexity on a text corpus, or on a generation task (prompts and answers,
+//! or conversations) exact match, BLEU and ROUGE-L of its greedy answers.
 
 use std::path::PathBuf;
 
@@ -13,8 +14,11 @@ use lora_data::{Example, LabelVocab, TaskSplits};
 use lora_train::{CausalLmTask, EvalMetrics, TrainTask, evaluate_classifier};
 use serde_json::json;
 
+use lora_eval::generation::{GenerationSettings, evaluate_generation};
+
 use crate::data::{ColumnArgs, read_documents};
 use crate::model::{LoadedModel, ModelArgs, load};
+use crate::sft::SftDataArgs;
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -23,13 +27,16 @@ pub struct EvalArgs {
     /// A PEFT LoRA adapter directory (such as the --out of lora train).
     #[arg(long)]
     adapter: Option<PathBuf>,
-    /// A built-in task: movie-sentiment, bbc-news.
+    /// A built-in task: movie-sentiment, bbc-news; for a decoder also the generation tasks
+    /// bbc-headlines, movie-sentiment-instruct.
     #[arg(long, conflicts_with = "file", required_unless_present = "file")]
     data: Option<String>,
     /// Which split of the built-in task: train, dev or test.
     #[arg(long, default_value = "test", requires = "data")]
     split: String,
-    /// Your own data: .tsv, .csv or .jsonl with a header / keys (a .txt corpus for a causal LM).
+    /// Your own data: .tsv, .csv or .jsonl with a header / keys (a classifier's texts and labels,
+    /// or a decoder's prompt / completion pairs or conversations), or a .txt corpus for a
+    /// decoder's perplexity.
     #[arg(long)]
     file: Option<PathBuf>,
     #[command(flatten)]
@@ -46,6 +53,14 @@ pub struct EvalArgs {
     /// Print the metrics as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    sft: SftDataArgs,
+    /// Most new tokens per answer on a generation task.
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// Write every prompt, reference and generation of a generation task to this JSONL file.
+    #[arg(long)]
+    generations: Option<PathBuf>,
 }
 
 pub fn eval(args: EvalArgs, quiet: bool) -> Result<()> {
@@ -71,6 +86,72 @@ pub fn eval(args: EvalArgs, quiet: bool) -> Result<()> {
             )?;
             spinner.finish_and_clear();
             (name, metrics, Some(labels))
+        }
+        LoadedModel::CausalLm(model) if is_generation_task(&args) => {
+            let flags = &args.sft;
+            let splits = crate::sft::sft_splits(
+                args.data.as_deref(),
+                args.file.as_deref(),
+                None,
+                &flags.columns(),
+            )?;
+            let mut examples = match (&args.data, args.split.as_str()) {
+                (None, _) => [splits.train, splits.dev].concat(),
+                (Some(_), "train") => splits.train,
+                (Some(_), "dev") => splits.dev,
+                (Some(_), "test") => splits.test,
+                (Some(_), other) => bail!("unknown split '{other}'; choose train, dev or test"),
+            };
+            if let Some(n) = args.max_examples {
+                examples.truncate(n);
+            }
+            let template = crate::sft::chat_template(
+                &loaded.source,
+                tokenizer,
+                flags.chat_template.as_deref(),
+            )?;
+            let settings = GenerationSettings {
+                max_new_tokens: args.max_new_tokens,
+                batch_size: args.batch_size.min(16),
+                stop_tokens: crate::sft::stop_tokens(&loaded.source, tokenizer, template.as_ref()),
+            };
+            let name = match &args.data {
+                Some(task) => format!("{task} {}: {} examples", args.split, examples.len()),
+                None => format!("{}: {} examples", splits.name, examples.len()),
+            };
+            let spinner = crate::spinner(format!("generating for {name}"), quiet);
+            let result = evaluate_generation(
+                &model,
+                tokenizer,
+                template.as_ref(),
+                &examples,
+                &settings,
+                &device,
+            )?;
+            spinner.finish_and_clear();
+            if let Some(path) = &args.generations {
+                let mut lines = String::new();
+                for record in &result.records {
+                    lines += &serde_json::to_string(record)?;
+                    lines.push('\n');
+                }
+                lora_core::io::write_atomic(path, lines.as_bytes())?;
+            }
+            let m = &result.metrics;
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"data": name, "generation": m, "seconds": result.seconds,
+                           "new_tokens": result.new_tokens})
+                );
+            } else {
+                println!(
+                    "{name}\nexact match {:.4} · BLEU {:.2} · ROUGE-L {:.4} · {} new tokens in \
+                     {:.1} s",
+                    m.exact_match, m.bleu.score, m.rouge_l_f1, result.new_tokens, result.seconds
+                );
+            }
+            return Ok(());
         }
         LoadedModel::CausalLm(model) => {
             let (name, documents) = documents(&args)?;
@@ -98,6 +179,17 @@ pub fn eval(args: EvalArgs, quiet: bool) -> Result<()> {
         print!("{}", report(&name, &metrics, labels.as_deref()));
     }
     Ok(())
+}
+
+/// Whether a decoder is evaluated by generation: a built-in generation task, or a prompt /
+/// completion or conversation file (a `.txt` corpus, or a table with `--text-col`, gives
+/// perplexity).
+fn is_generation_task(args: &EvalArgs) -> bool {
+    match (&args.data, &args.file) {
+        (Some(task), _) => lora_assets::BuiltinSftTask::from_name(task).is_ok(),
+        (None, Some(file)) => crate::sft::is_sft_file(file) && args.columns.text_col.is_none(),
+        (None, None) => false,
+    }
 }
 
 /// A built-in task's split, by name.

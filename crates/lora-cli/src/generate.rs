@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 use clap::Args;
+use lora_data::Message;
 use lora_models::GenerationConfig;
 use serde_json::json;
 
@@ -38,6 +39,16 @@ pub struct GenerateArgs {
     /// Print JSON (prompt, completion, token ids) instead of text.
     #[arg(long)]
     json: bool,
+    /// Treat each prompt as a user message: render it with the model's chat template (the
+    /// assistant's turn opened), stop at the end of the turn, and print only the reply.
+    #[arg(long)]
+    chat: bool,
+    /// A system message before the user's (with --chat).
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
+    /// A Jinja chat template to use instead of the model's own (with --chat).
+    #[arg(long, requires = "chat")]
+    chat_template: Option<PathBuf>,
 }
 
 pub fn generate(args: GenerateArgs) -> Result<()> {
@@ -51,7 +62,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
     let loaded = load(&args.model, args.adapter.as_deref(), &device)?;
     let LoadedModel::CausalLm(mut model) = loaded.model else {
         bail!(
-            "{} is a BERT classifier, which does not generate text; lora generate needs a \
+            "{} is an encoder classifier, which does not generate text; lora generate needs a \
              causal LM (a decoder such as smollm2). Use lora predict for classifiers",
             args.model.model
         );
@@ -59,25 +70,53 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
     if args.merge {
         lora_surgery::merge_and_unload(model.as_mut())?;
     }
+    let tokenizer = &loaded.tokenizer;
+    let template = if args.chat {
+        let template = crate::sft::chat_template(
+            &loaded.source,
+            tokenizer,
+            args.chat_template.as_deref(),
+        )?
+        .ok_or_else(|| {
+            anyhow!(
+                "{} has no chat template (tokenizer_config.json's chat_template, or the GGUF key \
+                 tokenizer.chat_template); pass --chat-template FILE",
+                args.model.model
+            )
+        })?;
+        Some(template)
+    } else {
+        None
+    };
     let config = GenerationConfig {
         max_new_tokens: args.max_new_tokens,
         temperature: args.temperature,
         top_k: args.top_k,
         seed: args.seed,
-        stop_tokens: Vec::new(),
+        stop_tokens: crate::sft::stop_tokens(&loaded.source, tokenizer, template.as_ref()),
     };
-    let tokenizer = &loaded.tokenizer;
     let mut rows = Vec::new();
     for prompt in &args.prompt {
-        let encoding = tokenizer
-            .encode(prompt.as_str(), false)
-            .map_err(|e| anyhow!("tokenizing {prompt:?}: {e}"))?;
-        let ids = model.generate(encoding.get_ids(), &config, &device)?;
+        let text = match &template {
+            Some(template) => {
+                let mut messages = Vec::new();
+                if let Some(system) = &args.system {
+                    messages.push(Message::system(system.clone()));
+                }
+                messages.push(Message::user(prompt.clone()));
+                template.render(&messages, true)?
+            }
+            None => prompt.clone(),
+        };
+        let ids = lora_eval::generation::prompt_ids(tokenizer, &text, template.is_some())?;
+        let ids = model.generate(&ids, &config, &device)?;
         let completion = tokenizer
             .decode(&ids, true)
             .map_err(|e| anyhow!("decoding the completion: {e}"))?;
         if args.json {
-            rows.push(json!({"prompt": prompt, "completion": completion, "token_ids": ids}));
+            rows.push(json!({"prompt": prompt, "rendered": text, "completion": completion, "token_ids": ids}));
+        } else if args.chat {
+            println!("{}", completion.trim());
         } else {
             println!("{prompt}{completion}");
         }

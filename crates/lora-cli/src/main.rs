@@ -24,6 +24,7 @@ mod inspect;
 mod merge;
 mod model;
 mod predict;
+mod sft;
 mod train;
 
 use std::process::ExitCode;
@@ -67,6 +68,8 @@ enum Command {
         lora train --model minilm --data movie-sentiment --method lora --r 8 --targets query,value --out runs/lora\n  \
         lora train --model ./my-bert --train train.csv --text-col review --label-col stars --out runs/mine\n  \
         lora train --model smollm2 --train corpus.txt --max-len 64 --out runs/lm\n  \
+        lora train --model smollm2 --data bbc-headlines --max-len 256 --out runs/headlines\n  \
+        lora train --model ./Qwen2.5-0.5B-Instruct --train chats.jsonl --packing --out runs/chat\n  \
         lora train --config train.toml --resume")]
     Train(Box<TrainArgs>),
     /// Run a model (and adapter) on texts.

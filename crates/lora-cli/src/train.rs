@@ -13,17 +13,19 @@ use lora_assets::{AssetCache, BuiltinTask};
 use lora_core::{LoraConfig, ParamCount};
 use lora_data::dataset::split_seeded;
 use lora_data::readers::{Columns, read_examples};
+use lora_data::sft::SftOptions;
 use lora_data::{Example, TaskSplits};
 use lora_models::Family;
 use lora_surgery::TargetSpec;
 use lora_train::{
-    CausalLmTask, ClassificationTask, LrSchedule, METHOD_NAMES, Method, OptimizerKind, TrainConfig,
-    TrainOutcome, Trainer, prepare_causal_lm, prepare_classifier,
+    CausalLmTask, ClassificationTask, LrSchedule, METHOD_NAMES, Method, OptimizerKind, SftTask,
+    TrainConfig, TrainOutcome, Trainer, prepare_causal_lm, prepare_classifier,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::data::ColumnArgs;
 use crate::model::{resolve_model, target_pattern, write_labels};
+use crate::sft::SftDataArgs;
 
 /// The file in the output directory that records a run's settings.
 pub const RUN_FILE: &str = "run.toml";
@@ -39,10 +41,13 @@ pub struct TrainArgs {
     /// Backend: flex, ndarray, wgpu, cuda or cuda:N (default: BURN_DEVICE, else the first compiled).
     #[arg(long)]
     device: Option<String>,
-    /// A built-in task: movie-sentiment, bbc-news.
+    /// A built-in task: movie-sentiment, bbc-news (classification), bbc-headlines,
+    /// movie-sentiment-instruct (instruction tuning of a decoder).
     #[arg(long, conflicts_with = "train_file")]
     data: Option<String>,
-    /// Training data: .tsv, .csv or .jsonl with a header / keys (a .txt corpus for a causal LM).
+    /// Training data: .tsv, .csv or .jsonl with a header / keys (a classifier's texts and labels,
+    /// or a decoder's prompt / completion pairs or {"messages": [...]} conversations), or a .txt
+    /// corpus (one document per line) for a causal LM.
     #[arg(long = "train")]
     train_file: Option<PathBuf>,
     /// Dev data in the same format (default: a seeded 10 % of --train).
@@ -129,6 +134,14 @@ pub struct TrainArgs {
     /// Continue the run whose checkpoint is in --out.
     #[arg(long)]
     resume: bool,
+    #[command(flatten)]
+    sft: SftDataArgs,
+    /// Take the loss on prompts too (default: completions / assistant turns only, as TRL).
+    #[arg(long)]
+    train_on_prompt: bool,
+    /// Pack several examples into each row of --max-len tokens (attention never crosses them).
+    #[arg(long)]
+    packing: bool,
 }
 
 /// Everything a run needs, as the TOML config and `run.toml` hold it.
@@ -146,8 +159,35 @@ struct RunSpec {
     max_train: Option<usize>,
     max_dev: Option<usize>,
     max_len: Option<usize>,
+    prompt_col: Option<String>,
+    completion_col: Option<String>,
+    chat_template: Option<PathBuf>,
+    train_on_prompt: bool,
+    packing: bool,
     out: Option<PathBuf>,
     training: Option<TrainConfig>,
+}
+
+impl RunSpec {
+    /// The instruction-data flags recorded in the spec.
+    fn sft(&self) -> SftDataArgs {
+        SftDataArgs {
+            prompt_col: self.prompt_col.clone(),
+            completion_col: self.completion_col.clone(),
+            chat_template: self.chat_template.clone(),
+        }
+    }
+
+    /// Whether a decoder trains on supervised (prompt / completion or chat) data rather than a
+    /// text corpus: a built-in generation task, or a JSONL / CSV / TSV file without
+    /// `--text-col`.
+    fn is_sft(&self) -> bool {
+        match (&self.data, &self.train) {
+            (Some(name), _) => lora_assets::BuiltinSftTask::from_name(name).is_ok(),
+            (None, Some(path)) => crate::sft::is_sft_file(path) && self.text_col.is_none(),
+            (None, None) => false,
+        }
+    }
 }
 
 fn read_toml(path: &Path) -> Result<RunSpec> {
@@ -297,6 +337,16 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
         args.out.clone().or(spec.out.clone()).context(
             "--out is required (the directory for the adapter, metrics and checkpoints)",
         )?;
+    if !args.resume
+        && lora_train::checkpoint::existing_dir(&out.join(lora_train::trainer::CHECKPOINT_DIR))
+            .is_some()
+    {
+        bail!(
+            "{} already holds a checkpoint; pass --resume to continue it, or choose another \
+             --out (nothing was changed there)",
+            out.display()
+        );
+    }
     if args.resume {
         let saved = out.join(RUN_FILE);
         if !saved.is_file() {
@@ -338,6 +388,18 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
         spec.train = None;
         spec.dev = None;
     }
+    let sft = &args.sft;
+    if sft.prompt_col.is_some() {
+        spec.prompt_col.clone_from(&sft.prompt_col);
+    }
+    if sft.completion_col.is_some() {
+        spec.completion_col.clone_from(&sft.completion_col);
+    }
+    if sft.chat_template.is_some() {
+        spec.chat_template.clone_from(&sft.chat_template);
+    }
+    spec.train_on_prompt |= args.train_on_prompt;
+    spec.packing |= args.packing;
     spec.out = Some(out.clone());
 
     let model_spec = spec
@@ -351,8 +413,10 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
     let device = lora_core::select_device(spec.device.as_deref())?;
     let train_device = device.clone().autodiff();
 
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // Nothing is written to --out until the data, the model and the method are ready, so a
+    // mistake leaves no half-made run behind.
     let write_run_file = || -> Result<()> {
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         let text = toml::to_string_pretty(&spec).context("recording the run settings")?;
         lora_core::io::write_atomic(&out.join(RUN_FILE), text.as_bytes())?;
         Ok(())
@@ -390,20 +454,88 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
             let outcome = run(&trainer, model, args.resume)?;
             report(&outcome, quiet);
         }
+        Family::Decoder(_) if spec.is_sft() => {
+            let flags = spec.sft();
+            let splits = crate::sft::sft_splits(
+                spec.data.as_deref(),
+                spec.train.as_deref(),
+                spec.dev.as_deref(),
+                &flags.columns(),
+            )?
+            .truncate(spec.max_train, spec.max_dev, None);
+            let (decoder, tokenizer) = lora_models::load_causal_lm(&source, &train_device)?;
+            let template =
+                crate::sft::chat_template(&source, &tokenizer, flags.chat_template.as_deref())?;
+            let max_len = spec.max_len.unwrap_or(512);
+            let options = SftOptions {
+                max_len,
+                train_on_prompt: spec.train_on_prompt,
+            };
+            let encode = |examples: &[lora_data::SftExample], what: &str| {
+                crate::sft::encode(
+                    &tokenizer,
+                    template.as_ref(),
+                    examples,
+                    options,
+                    what,
+                    quiet,
+                )
+            };
+            let (train_set, dev_set) = (
+                encode(&splits.train, "training")?,
+                encode(&splits.dev, "dev")?,
+            );
+            let pad_id = decoder
+                .config()
+                .pad_token_id
+                .or(decoder.config().eos_token_ids.first().copied())
+                .unwrap_or(0);
+            let task: SftTask =
+                SftTask::new(train_set, dev_set, pad_id, spec.packing.then_some(max_len))?;
+            if !quiet {
+                eprintln!(
+                    "{}: {} train / {} dev examples ({} rows{}), {} loss, max_len {max_len}{}",
+                    splits.name,
+                    splits.train.len(),
+                    splits.dev.len(),
+                    task.train_rows(),
+                    if spec.packing { ", packed" } else { "" },
+                    if spec.train_on_prompt {
+                        "full-sequence"
+                    } else {
+                        "completion-only"
+                    },
+                    template.as_ref().map_or(String::new(), |t| format!(
+                        ", chat template from {}",
+                        t.origin()
+                    ))
+                );
+            }
+            let model = prepare_causal_lm(decoder, &config.method, config.seed, &train_device)?;
+            print_params(&config.method, &ParamCount::of(&model), quiet);
+            if !args.resume {
+                write_run_file()?;
+            }
+            let trainer = Trainer::new(&task, config, &out).with_base_model(base_name);
+            let outcome = run(&trainer, model, args.resume)?;
+            report(&outcome, quiet);
+        }
         Family::Decoder(_) => {
             let (train_docs, dev_docs) = lm_documents(&spec)?;
-            let (llama, tokenizer) = lora_models::load_causal_lm(&source, &train_device)?;
+            let (decoder, tokenizer) = lora_models::load_causal_lm(&source, &train_device)?;
             let block = spec.max_len.unwrap_or(64);
-            let eos = llama.config().eos_token_ids.first().copied();
+            let eos = decoder.config().eos_token_ids.first().copied();
             let task: CausalLmTask =
                 CausalLmTask::new(&tokenizer, &train_docs, &dev_docs, block, eos)?;
-            eprintln!(
-                "{} training blocks of {block} tokens from {} documents ({} dev documents)",
-                task.train_blocks(),
-                train_docs.len(),
-                dev_docs.len()
-            );
-            let model = prepare_causal_lm(llama, &config.method, config.seed, &train_device)?;
+            if !quiet {
+                eprintln!(
+                    "{} training blocks of {block} tokens from {} documents ({} dev documents)",
+                    task.train_blocks(),
+                    train_docs.len(),
+                    dev_docs.len()
+                );
+            }
+            let model = prepare_causal_lm(decoder, &config.method, config.seed, &train_device)?;
             print_params(&config.method, &ParamCount::of(&model), quiet);
             if !args.resume {
                 write_run_file()?;

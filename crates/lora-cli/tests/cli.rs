@@ -176,7 +176,8 @@ fn user_mistakes_are_clear_errors_with_a_failing_exit_code() {
     let cases: [(&[&str], &str); 5] = [
         (
             &["predict", "--model", "/no/such/model", "--text", "x"],
-            "neither an existing path nor a known asset",
+            "model '/no/such/model' is neither an existing path, a known model asset (minilm, \
+             smollm2) nor a Hugging Face model id",
         ),
         (
             &["inspect", "--model", "minilm", "--targets-regex", "(query"],
@@ -540,7 +541,8 @@ fn train_mistakes_are_clear_errors() {
                 "--out",
                 o,
             ],
-            "neither an existing path nor a known asset",
+            "model '/no/such/model' is neither an existing path, a known model asset (minilm, \
+             smollm2) nor a Hugging Face model id",
         ),
         (
             vec!["train", "--model", "minilm", "--out", o, "--resume"],
@@ -549,5 +551,169 @@ fn train_mistakes_are_clear_errors() {
     ];
     for (args, expected) in cases {
         fails_with(&args, expected);
+    }
+}
+
+/// `--model org/name` from a Hugging Face cache directory laid out as `huggingface_hub` does
+/// (`models--org--name/refs/main`, `snapshots/<commit>/` with links to `blobs/`), offline.
+#[test]
+fn a_hugging_face_id_resolves_from_the_cache_offline() {
+    let minilm = asset("minilm");
+    let cache = tempfile::tempdir().unwrap();
+    let repo = cache
+        .path()
+        .join("models--sentence-transformers--all-MiniLM-L6-v2");
+    let commit = "c9745ed1d9f207416be6d2e6f8de32d1f16199bf";
+    let snapshot = repo.join("snapshots").join(commit);
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("blobs")).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), commit).unwrap();
+    for (i, file) in ["config.json", "tokenizer.json", "model.safetensors"]
+        .iter()
+        .enumerate()
+    {
+        let blob = repo.join("blobs").join(format!("blob{i}"));
+        std::fs::copy(minilm.join(file), &blob).unwrap();
+        std::os::unix::fs::symlink(format!("../../blobs/blob{i}"), snapshot.join(file)).unwrap();
+    }
+    let adapter = fixtures_dir().join("peft_bert_seqcls/adapter");
+    let run = |model: &str| {
+        let out = std::process::Command::new(lora_tests::cli::lora_binary())
+            .args(["predict", "--model", model, "--adapter"])
+            .arg(&adapter)
+            .args(["--json", "--text", "A gripping, beautifully acted film."])
+            .env("BURN_DEVICE", "flex")
+            .env("HF_HUB_CACHE", cache.path())
+            .env("HF_HUB_OFFLINE", "1")
+            .output()
+            .unwrap();
+        floats(&json_of(&out)["predictions"][0]["logits"])
+    };
+    let by_id = run("sentence-transformers/all-MiniLM-L6-v2");
+    let by_path = run(minilm.to_str().unwrap());
+    assert_eq!(by_id, by_path);
+    // An id that is not in the cache, offline, names the cache it looked in.
+    let out = std::process::Command::new(lora_tests::cli::lora_binary())
+        .args(["inspect", "--model", "org/absent"])
+        .env("HF_HUB_CACHE", cache.path())
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Hugging Face model org/absent@main"), "{err}");
+    assert!(err.contains("HF_HUB_OFFLINE is set"), "{err}");
+}
+
+/// Every family through the command line: `inspect` names the family and lists its modules
+/// under Hugging Face's names, and decoders `generate` and report perplexity with `eval`.
+#[test]
+fn every_family_is_inspected_and_decoders_generate_and_evaluate() {
+    let families = [
+        (
+            "tiny_bert",
+            "BertForSequenceClassification",
+            "bert.encoder.layer.1.attention.self.query",
+        ),
+        (
+            "tiny_roberta",
+            "RobertaForSequenceClassification",
+            "classifier.out_proj",
+        ),
+        (
+            "tiny_xlm_roberta",
+            "XLMRobertaForSequenceClassification",
+            "roberta.encoder.layer.0.output.dense",
+        ),
+        (
+            "tiny_distilbert",
+            "DistilBertForSequenceClassification",
+            "distilbert.transformer.layer.0.attention.q_lin",
+        ),
+        (
+            "tiny_llama",
+            "LlamaForCausalLM",
+            "model.layers.1.mlp.down_proj",
+        ),
+        (
+            "tiny_gpt2",
+            "GPT2LMHeadModel",
+            "transformer.h.0.attn.c_attn",
+        ),
+        (
+            "tiny_qwen2",
+            "Qwen2ForCausalLM",
+            "model.layers.0.self_attn.q_proj",
+        ),
+        (
+            "tiny_qwen3",
+            "Qwen3ForCausalLM",
+            "model.layers.0.self_attn.k_proj",
+        ),
+        (
+            "tiny_mistral",
+            "MistralForCausalLM",
+            "model.layers.0.mlp.gate_proj",
+        ),
+        (
+            "tiny_gemma2",
+            "Gemma2ForCausalLM",
+            "model.layers.2.self_attn.o_proj",
+        ),
+        (
+            "tiny_gemma3",
+            "Gemma3ForCausalLM",
+            "model.layers.0.mlp.up_proj",
+        ),
+        (
+            "tiny_phi3",
+            "Phi3ForCausalLM",
+            "model.layers.1.self_attn.qkv_proj",
+        ),
+    ];
+    let corpus = tempfile::tempdir().unwrap();
+    let text = corpus.path().join("corpus.txt");
+    std::fs::write(
+        &text,
+        "The model is the one that reads the text.\nOnce upon a time the model wrote a story.\n",
+    )
+    .unwrap();
+    for (fixture, class, module) in families {
+        let model = fixtures_dir().join(fixture).join("model");
+        let model = model.to_str().unwrap();
+        let out = succeeded(&lora(&["inspect", "--model", model]));
+        assert!(out.contains(class), "{fixture}: {out}");
+        assert!(out.contains(module), "{fixture}: {out}");
+        if class.ends_with("ForCausalLM") || class == "GPT2LMHeadModel" {
+            let generated = json_of(&lora(&[
+                "generate",
+                "--model",
+                model,
+                "--prompt",
+                "The model is",
+                "--max-new-tokens",
+                "4",
+                "--json",
+            ]));
+            assert!(
+                generated.to_string().contains("The model is"),
+                "{fixture}: {generated}"
+            );
+            let eval = json_of(&lora(&[
+                "eval",
+                "--model",
+                model,
+                "--file",
+                text.to_str().unwrap(),
+                "--max-len",
+                "8",
+                "--json",
+            ]));
+            let ppl = eval["perplexity"]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{fixture}: {eval}"));
+            assert!(ppl.is_finite() && ppl > 1.0, "{fixture}: perplexity {ppl}");
+        }
     }
 }

@@ -19,6 +19,7 @@
 
 pub mod error;
 pub mod experiment;
+pub mod generation;
 pub mod latency;
 pub mod plot;
 pub mod report;

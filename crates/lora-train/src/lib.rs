@@ -29,6 +29,7 @@ pub mod model;
 pub mod optim;
 pub mod params;
 pub mod schedule;
+pub mod sft;
 pub mod task;
 pub mod trainer;
 
@@ -40,5 +41,6 @@ pub use metrics::{ClassificationMetrics, ConfusionMatrix};
 pub use model::{CausalLm, FineTune, SequenceClassifier, TokenBatch, token_batch};
 pub use optim::{OptimizerConfig, OptimizerKind};
 pub use schedule::LrSchedule;
+pub use sft::SftTask;
 pub use task::{CausalLmTask, ClassificationTask, EvalMetrics, TrainTask, evaluate_classifier};
 pub use trainer::{StopReason, TrainOutcome, Trainer};

@@ -106,10 +106,31 @@ pub trait SequenceClassifier: FineTune {
     fn num_labels(&self) -> usize;
 }
 
-/// A causal language model: what [`CausalLmTask`](crate::CausalLmTask) trains.
+/// A causal language model: what [`CausalLmTask`](crate::CausalLmTask) and
+/// [`SftTask`](crate::SftTask) train.
 pub trait CausalLm: FineTune {
     /// Logits `[batch, seq, vocab]`, position `t` predicting token `t + 1`.
     fn lm_logits(&self, batch: &DecoderBatch) -> Result<Tensor<3>>;
+
+    /// The logits of the flattened positions `positions` (`row · seq + t`), `[n, vocab]`: the
+    /// only ones a completion-only loss needs. The default computes every position's logits
+    /// and picks; a model can apply its output head to the picked hidden states only.
+    fn lm_logits_at(&self, batch: &DecoderBatch, positions: &[usize]) -> Result<Tensor<2>> {
+        let logits = self.lm_logits(batch)?;
+        let [b, s, v] = logits.dims();
+        Ok(logits
+            .reshape([b * s, v])
+            .select(0, index_tensor(positions, &batch.input_ids.device())))
+    }
+}
+
+/// `[n]` indices on `device`.
+fn index_tensor(positions: &[usize], device: &Device) -> Tensor<1, burn::tensor::Int> {
+    let data: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
+    Tensor::from_data(
+        burn::tensor::TensorData::new(data, [positions.len()]),
+        device,
+    )
 }
 
 impl FineTune for EncoderForSequenceClassification {
@@ -171,6 +192,17 @@ impl FineTune for DecoderForCausalLM {
 impl CausalLm for DecoderForCausalLM {
     fn lm_logits(&self, batch: &DecoderBatch) -> Result<Tensor<3>> {
         Ok(self.forward_batch(batch)?)
+    }
+
+    fn lm_logits_at(&self, batch: &DecoderBatch, positions: &[usize]) -> Result<Tensor<2>> {
+        let hidden = self.hidden_states(batch, &mut lora_models::KvCache::new())?;
+        let [b, s, d] = hidden.dims();
+        let picked = hidden
+            .reshape([b * s, d])
+            .select(0, index_tensor(positions, &batch.input_ids.device()));
+        let n = positions.len();
+        let logits = self.logits(picked.reshape([1, n, d]));
+        Ok(logits.reshape([n, self.config().vocab_size]))
     }
 }
 

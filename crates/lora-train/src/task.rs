@@ -100,7 +100,8 @@ pub trait TrainTask {
     fn evaluate(&self, model: &Self::Model, batch_size: usize) -> Result<EvalMetrics>;
 }
 
-pub(crate) fn model_device<M: Module>(model: &M) -> Result<Device> {
+/// The device holding the model's parameters.
+pub fn model_device<M: Module>(model: &M) -> Result<Device> {
     model
         .devices()
         .into_iter()

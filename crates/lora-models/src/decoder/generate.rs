@@ -1,9 +1,9 @@
 //! Text generation with a [`DecoderForCausalLM`]: greedy or seeded temperature / top-k sampling
 //! with a KV cache, stopping at the model's end-of-sequence tokens.
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::model::{DecoderForCausalLM, KvCache};
+use super::model::{DecoderBatch, DecoderForCausalLM, KvCache};
 use crate::error::{ModelError, Result};
 
 /// How [`DecoderForCausalLM::generate`] picks tokens.
@@ -74,6 +74,127 @@ impl DecoderForCausalLM {
             }
             out.push(token);
             sequence.push(token);
+        }
+        Ok(out)
+    }
+}
+
+impl DecoderForCausalLM {
+    /// Generates for several prompts at once, left-padded into one batch with a KV cache (each
+    /// row's positions count from its own first token, and padding is never attended): the
+    /// same tokens as [`generate`](Self::generate) row by row, at the cost of one forward per
+    /// step for the whole batch. Rows stop at end-of-sequence; sampling draws from one
+    /// generator per row seeded `seed + row`.
+    pub fn generate_batch(
+        &self,
+        prompts: &[Vec<u32>],
+        config: &GenerationConfig,
+        device: &Device,
+    ) -> Result<Vec<Vec<u32>>> {
+        let longrope = matches!(
+            self.config().rope_for(0).map(|r| &r.scaling),
+            Some(crate::layers::rope::RopeScaling::LongRope { .. })
+        );
+        if prompts.len() <= 1 || longrope {
+            // LongRoPE may have to recompute a row's cache when it grows past the original
+            // context (see `next_logits`): rows go one at a time.
+            return prompts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let seeded = GenerationConfig {
+                        seed: config.seed.wrapping_add(i as u64),
+                        ..config.clone()
+                    };
+                    self.generate(p, &seeded, device)
+                })
+                .collect();
+        }
+        let vocab = self.config().vocab_size;
+        for p in prompts {
+            if p.is_empty() {
+                return Err(ModelError::Input(
+                    "generation needs non-empty prompts".into(),
+                ));
+            }
+            if let Some(bad) = p.iter().find(|&&t| t as usize >= vocab) {
+                return Err(ModelError::Input(format!(
+                    "token id {bad} is out of range for a vocabulary of {vocab}"
+                )));
+            }
+        }
+        let mut stops = self.config().eos_token_ids.clone();
+        stops.extend(&config.stop_tokens);
+        let rows = prompts.len();
+        let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        let pad = self.config().pad_token_id.unwrap_or(0);
+        let mut ids = Vec::with_capacity(rows * width);
+        let mut key_padding: Vec<Vec<bool>> = Vec::with_capacity(rows);
+        let mut positions = Vec::with_capacity(rows * width);
+        let mut next_position = Vec::with_capacity(rows);
+        for p in prompts {
+            let left = width - p.len();
+            ids.extend(std::iter::repeat_n(i64::from(pad), left));
+            ids.extend(p.iter().map(|&t| i64::from(t)));
+            let mut mask = vec![false; left];
+            mask.extend(std::iter::repeat_n(true, p.len()));
+            key_padding.push(mask);
+            positions.extend(std::iter::repeat_n(0, left));
+            positions.extend(0..p.len());
+            next_position.push(p.len());
+        }
+        let mut rngs: Vec<SplitMix64> = (0..rows)
+            .map(|r| SplitMix64(config.seed.wrapping_add(r as u64)))
+            .collect();
+        let mut cache = KvCache::new();
+        let mut out: Vec<Vec<u32>> = vec![Vec::new(); rows];
+        let mut done = vec![false; rows];
+        let mut input = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, width]), device);
+        for _ in 0..config.max_new_tokens {
+            if next_position
+                .iter()
+                .any(|&p| p >= self.config().max_position_embeddings)
+            {
+                break;
+            }
+            let batch = DecoderBatch {
+                input_ids: input,
+                key_padding: key_padding.clone(),
+                positions,
+                segments: Vec::new(),
+            };
+            let hidden = self.hidden_states(&batch, &mut cache)?;
+            let [b, s, d] = hidden.dims();
+            let last = hidden.slice([0..b, s - 1..s, 0..d]);
+            let logits = self
+                .logits(last)
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| ModelError::Input(format!("cannot read logits back: {e:?}")))?;
+            let mut next = Vec::with_capacity(rows);
+            for r in 0..rows {
+                let row = &logits[r * vocab..(r + 1) * vocab];
+                let token = pick_token(row, config, &mut rngs[r]);
+                if !done[r] {
+                    if stops.contains(&token) {
+                        done[r] = true;
+                    } else {
+                        out[r].push(token);
+                    }
+                }
+                next.push(i64::from(token));
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+            for mask in &mut key_padding {
+                mask.push(true);
+            }
+            positions = next_position.clone();
+            for p in &mut next_position {
+                *p += 1;
+            }
+            input = Tensor::<2, Int>::from_data(TensorData::new(next, [rows, 1]), device);
         }
         Ok(out)
     }

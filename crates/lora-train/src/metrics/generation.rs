@@ -184,7 +184,7 @@ pub fn tokenize_13a(segment: &str) -> String {
 }
 
 /// BLEU of a corpus with its sufficient statistics, as sacrebleu's `BLEUScore` reports them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BleuScore {
     /// BLEU on a 0–100 scale.
     pub score: f64,
@@ -309,7 +309,7 @@ pub fn rouge_tokenize(text: &str) -> Vec<String> {
 }
 
 /// ROUGE-L of one pair.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RougeScore {
     /// LCS length over the prediction's tokens.
     pub precision: f64,
@@ -380,7 +380,7 @@ pub fn mean_rouge_l_f1<P: AsRef<str>, R: AsRef<str>>(
 }
 
 /// Every generation metric of a set of predictions.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GenerationMetrics {
     /// Number of prediction / reference pairs.
     pub count: usize,
