@@ -24,7 +24,8 @@ pub struct ExperimentArgs {
     /// Output directory (default: results/PRESET).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Only these tables (comparison, ablation, latency, bbc), comma-separated.
+    /// Only these tables, comma-separated: comparison, ablation, latency, bbc (the encoder);
+    /// decoder, decoder-latency, instruct (the decoder).
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
     /// A TOML file overriding any setting of the preset.
@@ -74,13 +75,29 @@ pub fn experiment(args: ExperimentArgs, quiet: bool) -> Result<()> {
         config.ablation.fixed_alphas,
         config.ablation.budget
     );
+    tracing::info!(
+        "  decoder {}: {} seeds {:?}, {:?}; {} {:?}; latency {:?}",
+        config.decoder.model,
+        config.decoder.task,
+        config.decoder.seeds,
+        config.decoder.budget,
+        config.decoder.instruct_task,
+        config.decoder.instruct_budget,
+        config.decoder.latency
+    );
     let (results, report) = run_experiment(&config, &out)?;
     if !quiet {
         println!("{}", std::fs::read_to_string(&report).unwrap_or_default());
     }
     println!(
         "finished {} training runs in {:.1} min; report: {}",
-        results.runs.len(),
+        results.runs.len()
+            + results
+                .decoder
+                .runs
+                .iter()
+                .filter(|r| r.skipped.is_none() && r.lr > 0.0)
+                .count(),
         results.wall_seconds / 60.0,
         report.display()
     );

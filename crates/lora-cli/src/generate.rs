@@ -94,6 +94,7 @@ pub fn generate(args: GenerateArgs) -> Result<()> {
         top_k: args.top_k,
         seed: args.seed,
         stop_tokens: crate::sft::stop_tokens(&loaded.source, tokenizer, template.as_ref()),
+        min_new_tokens: 0,
     };
     let mut rows = Vec::new();
     for prompt in &args.prompt {

@@ -1,6 +1,7 @@
 //! `lora experiment --quick` end to end (what `cargo xtask experiment --quick` runs): every
 //! table is produced from real training runs on real data, LoRA and full fine-tuning learn the
-//! task, and a second invocation reuses the finished runs instead of training again.
+//! task, the instruction-tuned decoder learns to answer in one word, and a second invocation
+//! reuses the finished runs instead of training again.
 
 use std::process::Command;
 
@@ -33,6 +34,9 @@ fn quick_experiment_produces_every_table_and_resumes() {
         "Rank ablation",
         "Inference latency",
         "Method comparison: bbc-news",
+        "Instruction tuning a decoder: smollm2 on bbc-headlines",
+        "Decoding latency: smollm2",
+        "One task, two models: movie-sentiment-instruct",
     ] {
         assert!(report.contains(heading), "missing {heading}:\n{report}");
     }
@@ -45,6 +49,10 @@ fn quick_experiment_produces_every_table_and_resumes() {
         "rank_ablation.svg",
         "loss_movie.svg",
         "config.toml",
+        "decoder.csv",
+        "decoder_latency.csv",
+        "instruct.csv",
+        "loss_decoder.svg",
     ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
@@ -77,13 +85,51 @@ fn quick_experiment_produces_every_table_and_resumes() {
             .all(|l| l["latency"]["median_ms"].as_f64().unwrap() > 0.0)
     );
 
+    // The decoder: the untrained model and LoRA on each generation task, every generation kept.
+    let decoder = results["decoder"]["runs"].as_array().unwrap();
+    assert_eq!(decoder.len(), 4, "{decoder:?}");
+    let metric = |task: &str, label: &str, name: &str| {
+        let run = decoder
+            .iter()
+            .find(|r| r["task"] == task && r["label"] == label)
+            .unwrap_or_else(|| panic!("no {label} run on {task}"));
+        run["test"][name].as_f64().unwrap()
+    };
+    for task in ["bbc-headlines", "movie-sentiment-instruct"] {
+        let generations = out
+            .join("runs")
+            .join(task)
+            .join("untrained")
+            .join("generations.jsonl");
+        let lines = std::fs::read_to_string(&generations).unwrap();
+        assert_eq!(lines.lines().count(), 8, "{}", generations.display());
+    }
+    // The untrained instruct model answers in sentences, never the bare label; sixteen examples
+    // of LoRA teach it the one-word answer.
+    let task = "movie-sentiment-instruct";
+    let (untrained, tuned) = (
+        metric(task, "Untrained", "exact_match"),
+        metric(task, "LoRA r=8 (q,v)", "exact_match"),
+    );
+    assert!(
+        tuned >= 0.5 && tuned > untrained,
+        "exact match {untrained} -> {tuned}"
+    );
+    assert!(metric("bbc-headlines", "LoRA r=8 (q,v)", "rouge_l_f1") > 0.0);
+    let decoder_latency = results["decoder"]["latency"].as_array().unwrap();
+    assert_eq!(
+        decoder_latency.len(),
+        5 * 2,
+        "five variants at two batch sizes"
+    );
+
     // A second invocation finds every run done and only rebuilds the report.
     let second = experiment(&out);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{stderr}");
     assert_eq!(
         stderr.matches("done before").count(),
-        runs.len(),
+        runs.len() + decoder.len(),
         "{stderr}"
     );
 }

@@ -153,6 +153,27 @@ impl HostTensor {
         ))
     }
 
+    /// Checks a matrix stored `[rows, cols]` against `stored` (naming `key` if it differs) and
+    /// uploads its transpose `[cols, rows]` to `device`, laid out contiguously. Transposing on
+    /// the host matters: a transposed device *view* would be copied again by every matmul that
+    /// reads it (a whole weight copy per forward pass).
+    pub fn into_tensor_transposed(
+        self,
+        key: &str,
+        stored: [usize; 2],
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        if self.shape != stored {
+            return Err(IoError::Shape {
+                key: key.to_string(),
+                expected: stored.to_vec(),
+                actual: self.shape,
+            });
+        }
+        self.transposed()
+            .into_tensor(key, [stored[1], stored[0]], device)
+    }
+
     /// The first non-finite element, if any, as an error naming `key`.
     pub fn check_finite(&self, key: &str) -> Result<()> {
         match self.data.iter().find(|v| !v.is_finite()) {
@@ -170,9 +191,15 @@ impl HostTensor {
             return self.clone();
         };
         let mut data = vec![0.0; self.data.len()];
-        for r in 0..rows {
-            for c in 0..cols {
-                data[c * rows + r] = self.data[r * cols + c];
+        // Blocks of 32 × 32 keep both the reads and the writes within the cache.
+        const BLOCK: usize = 32;
+        for r0 in (0..rows).step_by(BLOCK) {
+            for c0 in (0..cols).step_by(BLOCK) {
+                for r in r0..(r0 + BLOCK).min(rows) {
+                    for c in c0..(c0 + BLOCK).min(cols) {
+                        data[c * rows + r] = self.data[r * cols + c];
+                    }
+                }
             }
         }
         Self {

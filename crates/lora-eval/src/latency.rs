@@ -17,6 +17,19 @@ pub struct Latency {
     pub repeats: usize,
 }
 
+impl Latency {
+    /// The same timings divided by `n` (per generated token, per example, …).
+    pub fn per(&self, n: usize) -> Self {
+        let n = n.max(1) as f64;
+        Self {
+            median_ms: self.median_ms / n,
+            min_ms: self.min_ms / n,
+            max_ms: self.max_ms / n,
+            repeats: self.repeats,
+        }
+    }
+}
+
 /// Runs `f` `warmup` times untimed, then `repeats` times timed. `f` must wait for its result
 /// (read it back to the host), or asynchronous backends would time only the dispatch.
 pub fn measure<E>(

@@ -163,7 +163,10 @@ pub fn load_linear(
     bias: bool,
     device: &Device,
 ) -> Result<LoraLinear> {
-    let weight = load_tensor(source, &format!("{prefix}.weight"), [d_out, d_in], device)?;
+    let key = format!("{prefix}.weight");
+    let weight = source
+        .read(&key)?
+        .into_tensor_transposed(&key, [d_out, d_in], device)?;
     let bias = if bias {
         Some(load_tensor(
             source,
@@ -174,7 +177,7 @@ pub fn load_linear(
     } else {
         None
     };
-    Ok(LoraLinear::from_weights(weight.transpose(), bias)?)
+    Ok(LoraLinear::from_weights(weight, bias)?)
 }
 
 /// Loads a linear layer stored either as PyTorch's `Linear` (`{prefix}.weight: [out, in]`) or,

@@ -465,15 +465,12 @@ pub fn apply_adapter<M: Adaptable + ?Sized>(
             )));
         }
         let device = linear.device();
-        let upload = |t: &HostTensor, key: &str| {
+        let upload = |t: &HostTensor, key: &str, stored: [usize; 2]| {
             t.check_finite(key)?;
-            Ok::<_, SurgeryError>(
-                Tensor::<2>::from_data(TensorData::new(t.data.clone(), t.shape.clone()), &device)
-                    .transpose(),
-            )
+            Ok::<_, SurgeryError>(t.clone().into_tensor_transposed(key, stored, &device)?)
         };
-        let a = upload(a, &format!("{module}.lora_A.weight"))?;
-        let b = upload(b, &format!("{module}.lora_B.weight"))?;
+        let a = upload(a, &format!("{module}.lora_A.weight"), [r, d_in])?;
+        let b = upload(b, &format!("{module}.lora_B.weight"), [d_out, r])?;
         let lora = LoraConfig {
             r,
             alpha: planned.alpha,
@@ -567,9 +564,8 @@ fn install_saved_copies<M: Adaptable + ?Sized>(
         let device = linear.device();
         let weight = weight
             .clone()
-            .into_tensor::<2>(&weight_key, [d_out, d_in], &device)
-            .map_err(|e| files.mismatch(e.to_string()))?
-            .transpose();
+            .into_tensor_transposed(&weight_key, [d_out, d_in], &device)
+            .map_err(|e| files.mismatch(e.to_string()))?;
         let bias_key = format!("{module}.bias");
         let bias = match saved.get(&bias_key) {
             Some(b) => {

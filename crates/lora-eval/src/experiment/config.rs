@@ -21,29 +21,98 @@ pub enum TableKind {
     Latency,
     /// Every method on bbc-news (5 classes).
     Bbc,
+    /// Every method instruction-tuning a decoder on a generation task (bbc-headlines).
+    Decoder,
+    /// Decoding latency of the decoder: base, LoRA merged / unmerged and the adapters.
+    DecoderLatency,
+    /// The decoder instruction-tuned on movie-sentiment-instruct, beside the encoder.
+    Instruct,
 }
 
 /// Every table, in report order.
-pub const ALL_TABLES: [TableKind; 4] = [
+pub const ALL_TABLES: [TableKind; 7] = [
     TableKind::Comparison,
     TableKind::Ablation,
     TableKind::Latency,
     TableKind::Bbc,
+    TableKind::Decoder,
+    TableKind::DecoderLatency,
+    TableKind::Instruct,
+];
+
+/// The names `--only` takes, in [`ALL_TABLES`] order.
+pub const TABLE_NAMES: [&str; 7] = [
+    "comparison",
+    "ablation",
+    "latency",
+    "bbc",
+    "decoder",
+    "decoder-latency",
+    "instruct",
 ];
 
 impl TableKind {
-    /// Parses `comparison`, `ablation`, `latency` or `bbc`.
+    /// Parses one of [`TABLE_NAMES`].
     pub fn from_name(name: &str) -> Result<Self> {
-        match name {
-            "comparison" => Ok(Self::Comparison),
-            "ablation" => Ok(Self::Ablation),
-            "latency" => Ok(Self::Latency),
-            "bbc" => Ok(Self::Bbc),
-            other => Err(EvalError::Config(format!(
-                "unknown table '{other}'; choose comparison, ablation, latency or bbc"
-            ))),
-        }
+        TABLE_NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map(|i| ALL_TABLES[i])
+            .ok_or_else(|| {
+                EvalError::Config(format!(
+                    "unknown table '{name}'; choose {}",
+                    TABLE_NAMES.join(", ")
+                ))
+            })
     }
+}
+
+/// Instruction tuning of a decoder on a generation task, and its decoding latency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecoderSection {
+    /// The decoder: an asset name (`smollm2`), a Hugging Face directory or id, or a GGUF file.
+    pub model: String,
+    /// The generation task of the comparison (`bbc-headlines`).
+    pub task: String,
+    /// The methods compared (with the untrained model as the baseline row).
+    pub methods: Vec<MethodRun>,
+    /// Seeds of every decoder training run.
+    pub seeds: Vec<u64>,
+    /// Data and epochs of the comparison (`max_len`: the training sequence length).
+    pub budget: TaskBudget,
+    /// Most new tokens per generated answer.
+    pub max_new_tokens: usize,
+    /// Prompts generated together when evaluating.
+    pub eval_batch: usize,
+    /// The instruction task answered in one word, beside the encoder's classification.
+    pub instruct_task: String,
+    /// Its data and epochs (LoRA only).
+    pub instruct_budget: TaskBudget,
+    /// LoRA's learning rate there.
+    pub instruct_lr: f64,
+    /// Most new tokens per answer there.
+    pub instruct_max_new_tokens: usize,
+    /// Decoding latency.
+    pub latency: DecoderLatencyConfig,
+}
+
+/// How decoding latency is measured: the paper's setting, per generated token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecoderLatencyConfig {
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// New tokens generated (greedy, end-of-sequence ignored).
+    pub new_tokens: usize,
+    /// Batch sizes.
+    pub batch_sizes: Vec<usize>,
+    /// Timed runs (the median is reported) after one warm-up.
+    pub repeats: usize,
+    /// Bottleneck width of the adapters timed.
+    pub bottleneck: usize,
+    /// LoRA rank timed (q, v).
+    pub rank: usize,
 }
 
 /// How much of a task to use and how long to train on it.
@@ -133,6 +202,8 @@ pub struct ExperimentConfig {
     pub ablation: AblationConfig,
     /// Latency settings.
     pub latency: LatencyConfig,
+    /// The decoder tables.
+    pub decoder: DecoderSection,
 }
 
 /// The size presets.
@@ -215,6 +286,87 @@ impl ExperimentConfig {
             lr,
             budget,
         };
+        let decoder_methods = |m: usize, lr: f64, ft_lr: f64| {
+            let lora = |label: &str, targets: &[&str]| MethodRun {
+                label: label.into(),
+                method: Method::Lora {
+                    lora: LoraConfig::new(8).with_alpha(16.0),
+                    targets: TargetSpec {
+                        target_modules: Some(ModulePattern::list(targets)),
+                        ..Default::default()
+                    },
+                },
+                lr,
+            };
+            vec![
+                MethodRun {
+                    label: "FT".into(),
+                    method: Method::FullFineTuning,
+                    lr: ft_lr,
+                },
+                MethodRun {
+                    label: format!("AdapterH (m={m})"),
+                    method: Method::AdapterH { bottleneck: m },
+                    lr,
+                },
+                MethodRun {
+                    label: format!("AdapterL (m={m})"),
+                    method: Method::AdapterL { bottleneck: m },
+                    lr,
+                },
+                MethodRun {
+                    label: "BitFit".into(),
+                    method: Method::BitFit,
+                    lr,
+                },
+                MethodRun {
+                    label: "Last 2 layers".into(),
+                    method: Method::LastLayers { layers: 2 },
+                    lr: ft_lr,
+                },
+                lora("LoRA r=8 (q,v)", &["q_proj", "v_proj"]),
+                lora(
+                    "LoRA r=8 (all linear)",
+                    &[
+                        "q_proj",
+                        "k_proj",
+                        "v_proj",
+                        "o_proj",
+                        "gate_proj",
+                        "up_proj",
+                        "down_proj",
+                    ],
+                ),
+            ]
+        };
+        // One decoder setting per preset: the comparison's budget, its test prompts and answer
+        // length, the instruction task's budget and the latency repeats.
+        let decoder = |budget: TaskBudget,
+                       max_new_tokens: usize,
+                       instruct_budget: TaskBudget,
+                       seeds: Vec<u64>,
+                       latency: DecoderLatencyConfig| DecoderSection {
+            model: "smollm2".into(),
+            task: "bbc-headlines".into(),
+            methods: decoder_methods(m, 1e-3, 5e-5),
+            seeds,
+            budget,
+            max_new_tokens,
+            eval_batch: 8,
+            instruct_task: "movie-sentiment-instruct".into(),
+            instruct_budget,
+            instruct_lr: 1e-3,
+            instruct_max_new_tokens: 4,
+            latency,
+        };
+        let decoder_latency = |new_tokens, repeats| DecoderLatencyConfig {
+            prompt_tokens: 32,
+            new_tokens,
+            batch_sizes: vec![1, 8],
+            repeats,
+            bottleneck: m,
+            rank: 8,
+        };
         match preset {
             Preset::Quick => Self {
                 name: "quick".into(),
@@ -244,6 +396,19 @@ impl ExperimentConfig {
                     budget(Some(96), Some(48), Some(96), 1, 16, 48),
                 ),
                 latency: latency(3),
+                decoder: DecoderSection {
+                    methods: decoder_methods(m, 1e-3, 5e-5)
+                        .into_iter()
+                        .filter(|r| r.label == "LoRA r=8 (q,v)")
+                        .collect(),
+                    ..decoder(
+                        budget(Some(16), Some(8), Some(8), 1, 4, 96),
+                        8,
+                        budget(Some(16), Some(8), Some(8), 1, 4, 96),
+                        vec![1],
+                        decoder_latency(8, 1),
+                    )
+                },
             },
             Preset::Default => Self {
                 name: "default".into(),
@@ -266,6 +431,13 @@ impl ExperimentConfig {
                     budget(Some(320), Some(50), Some(200), 1, 8, 64),
                 ),
                 latency: latency(7),
+                decoder: decoder(
+                    budget(Some(64), Some(16), Some(48), 1, 4, 160),
+                    24,
+                    budget(Some(96), Some(16), Some(100), 1, 8, 128),
+                    vec![1, 2],
+                    decoder_latency(64, 3),
+                ),
             },
             Preset::Full => Self {
                 name: "full".into(),
@@ -283,6 +455,13 @@ impl ExperimentConfig {
                     budget(None, None, None, 3, 16, 128),
                 ),
                 latency: latency(20),
+                decoder: decoder(
+                    budget(Some(2000), Some(200), Some(222), 2, 8, 256),
+                    32,
+                    budget(None, Some(200), None, 1, 16, 256),
+                    vec![1, 2, 3],
+                    decoder_latency(64, 10),
+                ),
             },
         }
     }
@@ -303,6 +482,22 @@ impl ExperimentConfig {
         }
         if self.tables.is_empty() {
             return Err(EvalError::Config("no table selected".into()));
+        }
+        let d = &self.decoder;
+        if d.seeds.is_empty() {
+            return Err(EvalError::Config(
+                "decoder.seeds: at least one seed is needed".into(),
+            ));
+        }
+        if d.max_new_tokens == 0 || d.instruct_max_new_tokens == 0 || d.eval_batch == 0 {
+            return Err(EvalError::Config(
+                "decoder.max_new_tokens, decoder.instruct_max_new_tokens and decoder.eval_batch \
+                 must be at least 1"
+                    .into(),
+            ));
+        }
+        if self.tables.contains(&TableKind::Instruct) {
+            super::decoder::instruct_method(d)?;
         }
         Ok(())
     }

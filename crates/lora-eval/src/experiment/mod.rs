@@ -1,9 +1,12 @@
 //! The LoRA paper's comparison, measured on real data: methods against each other, LoRA's rank
-//! ablation, inference latency, and the comparison again on a five-class task.
+//! ablation, inference latency, and the comparison again on a five-class task, on an encoder;
+//! then the same methods instruction-tuning a decoder on a generation task, the decoder's
+//! per-token decoding latency, and a decoder instruction-tuned on the classification task.
 //!
-//! - [`config`]: what to run (presets, TOML overrides, the base model);
-//! - [`plan`]: the training runs that follow from it;
-//! - [`run`]: one training run and the latency measurements;
+//! - [`config`]: what to run (presets, TOML overrides, the models);
+//! - [`plan`]: the encoder's training runs that follow from it;
+//! - [`run`]: one encoder training run and the encoder latency measurements;
+//! - [`decoder`]: the decoder's runs and latency;
 //! - [`report`]: the tables, CSVs, plots and `results.json`.
 //!
 //! Every training run writes its own directory under `<out>/runs/` and a `result.json` when it
@@ -11,6 +14,7 @@
 //! checkpoint. The report is rebuilt from the results at the end.
 
 pub mod config;
+pub mod decoder;
 pub mod plan;
 pub mod report;
 pub mod run;
@@ -24,15 +28,17 @@ use lora_models::{ModelSource, load_encoder};
 use serde::{Deserialize, Serialize};
 
 pub use config::{
-    ALL_TABLES, AblationConfig, ExperimentConfig, LatencyConfig, MethodRun, Preset, TableKind,
-    TaskBudget,
+    ALL_TABLES, AblationConfig, DecoderLatencyConfig, DecoderSection, ExperimentConfig,
+    LatencyConfig, MethodRun, Preset, TABLE_NAMES, TableKind, TaskBudget,
 };
+pub use decoder::{DecoderResults, GenerationRunResult};
 pub use plan::{PlannedRun, plan};
 pub use report::write_report;
 pub use run::{LatencyResult, RunResult};
 
 use crate::error::{EvalError, Result};
 use crate::report::MachineInfo;
+use decoder::{DecoderParts, run_decoder_section};
 use run::{Loaded, measure_latency, train_run};
 
 /// Everything an experiment produced, as `results.json` holds it.
@@ -48,6 +54,9 @@ pub struct ExperimentResults {
     pub latency: Vec<LatencyResult>,
     /// Size of the full model's weights file in bytes.
     pub full_model_bytes: u64,
+    /// The decoder's runs and latency.
+    #[serde(default)]
+    pub decoder: DecoderResults,
     /// Wall time of this invocation, seconds.
     pub wall_seconds: f64,
 }
@@ -72,75 +81,85 @@ pub fn run_experiment(
             .as_bytes(),
     )?;
 
-    let encoder_dir = lora_assets::resolve_model(&cache, &config.encoder)?;
-    let train_device = device.clone().autodiff();
-    let (encoder, tokenizer) = load_encoder(&ModelSource::path(&encoder_dir), &train_device)?;
-    let pad_id = encoder.config().pad_token_id as u32;
-    let full_model_bytes =
-        std::fs::metadata(encoder_dir.join("model.safetensors")).map_or(0, |m| m.len());
-    let loaded = Loaded {
-        encoder,
-        tokenizer,
-        pad_id,
-        name: config.encoder.clone(),
-    };
-
     let plan = plan(config);
     let mut runs = Vec::new();
-    let mut data: Vec<(BuiltinTask, TaskSplits)> = Vec::new();
-    for (i, run) in plan.iter().enumerate() {
-        if !data.iter().any(|(t, _)| *t == run.task) {
-            data.push((run.task, run.task.load(&cache)?));
-        }
-        let splits: &TaskSplits = data
-            .iter()
-            .find(|(t, _)| *t == run.task)
-            .map(|(_, s)| s)
-            .expect("loaded above");
-        let b = &run.budget;
-        let splits = splits.clone().truncate(b.train, b.dev, b.test);
-        tracing::info!(
-            "[{}/{}] {} · {} · seed {} · {} train / {} test examples",
-            i + 1,
-            plan.len(),
-            run.task.name(),
-            run.label,
-            run.seed,
-            splits.train.len(),
-            splits.test.len()
-        );
-        let dir = out
-            .join("runs")
-            .join(run.task.name())
-            .join(slug(&run.label))
-            .join(format!("seed-{}", run.seed));
-        runs.push(train_run(
-            &loaded,
-            &train_device,
-            &splits,
-            &run.label,
-            &run.method,
-            run.lr,
-            run.seed,
-            &run.budget,
-            &dir,
-        )?);
-    }
-
-    let latency = if config.tables.contains(&TableKind::Latency) {
-        let splits = match data.iter().find(|(t, _)| *t == BuiltinTask::MovieSentiment) {
-            Some((_, s)) => s.clone(),
-            None => BuiltinTask::MovieSentiment.load(&cache)?,
+    let mut latency = Vec::new();
+    let mut full_model_bytes = 0;
+    if !plan.is_empty() || config.tables.contains(&TableKind::Latency) {
+        let encoder_dir = lora_assets::resolve_model(&cache, &config.encoder)?;
+        let train_device = device.clone().autodiff();
+        let (encoder, tokenizer) = load_encoder(&ModelSource::path(&encoder_dir), &train_device)?;
+        let pad_id = encoder.config().pad_token_id as u32;
+        full_model_bytes =
+            std::fs::metadata(encoder_dir.join("model.safetensors")).map_or(0, |m| m.len());
+        let loaded = Loaded {
+            encoder,
+            tokenizer,
+            pad_id,
+            name: config.encoder.clone(),
         };
-        measure_latency(
-            &loaded,
-            &device,
-            &splits,
-            &config.latency,
-            config.movie.max_len,
-        )?
+        let mut data: Vec<(BuiltinTask, TaskSplits)> = Vec::new();
+        for (i, run) in plan.iter().enumerate() {
+            if !data.iter().any(|(t, _)| *t == run.task) {
+                data.push((run.task, run.task.load(&cache)?));
+            }
+            let splits: &TaskSplits = data
+                .iter()
+                .find(|(t, _)| *t == run.task)
+                .map(|(_, s)| s)
+                .expect("loaded above");
+            let b = &run.budget;
+            let splits = splits.clone().truncate(b.train, b.dev, b.test);
+            tracing::info!(
+                "[{}/{}] {} · {} · seed {} · {} train / {} test examples",
+                i + 1,
+                plan.len(),
+                run.task.name(),
+                run.label,
+                run.seed,
+                splits.train.len(),
+                splits.test.len()
+            );
+            let dir = out
+                .join("runs")
+                .join(run.task.name())
+                .join(slug(&run.label))
+                .join(format!("seed-{}", run.seed));
+            runs.push(train_run(
+                &loaded,
+                &train_device,
+                &splits,
+                &run.label,
+                &run.method,
+                run.lr,
+                run.seed,
+                &run.budget,
+                &dir,
+            )?);
+        }
+        if config.tables.contains(&TableKind::Latency) {
+            let splits = match data.iter().find(|(t, _)| *t == BuiltinTask::MovieSentiment) {
+                Some((_, s)) => s.clone(),
+                None => BuiltinTask::MovieSentiment.load(&cache)?,
+            };
+            latency = measure_latency(
+                &loaded,
+                &device,
+                &splits,
+                &config.latency,
+                config.movie.max_len,
+            )?;
+        }
+    }
+    let parts = DecoderParts {
+        comparison: config.tables.contains(&TableKind::Decoder),
+        instruct: config.tables.contains(&TableKind::Instruct),
+        latency: config.tables.contains(&TableKind::DecoderLatency),
+    };
+    let decoder = if parts.comparison || parts.instruct || parts.latency {
+        run_decoder_section(&config.decoder, parts, &cache, &device, out)?
     } else {
-        Vec::new()
+        DecoderResults::default()
     };
     let results = ExperimentResults {
         config: config.clone(),
@@ -148,6 +167,7 @@ pub fn run_experiment(
         runs,
         latency,
         full_model_bytes,
+        decoder,
         wall_seconds: started.elapsed().as_secs_f64(),
     };
     let report = write_report(&results, out)?;

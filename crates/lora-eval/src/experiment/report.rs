@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::config::TableKind;
+use super::decoder::{GenerationRunResult, UNTRAINED};
 use super::run::RunResult;
 use super::{ExperimentResults, write_err, write_file};
 use crate::error::Result;
@@ -212,6 +213,243 @@ fn latency_table(results: &ExperimentResults) -> Table {
     table
 }
 
+/// The finished (not skipped) runs of `label` on `task`.
+fn generation_runs<'a>(
+    results: &'a ExperimentResults,
+    task: &str,
+    label: &str,
+) -> Vec<&'a GenerationRunResult> {
+    results
+        .decoder
+        .runs
+        .iter()
+        .filter(|r| r.task == task && r.label == label && r.test.is_some())
+        .collect()
+}
+
+fn generation_stats(
+    runs: &[&GenerationRunResult],
+    metric: impl Fn(&lora_train::metrics::generation::GenerationMetrics) -> f64,
+) -> MeanStd {
+    MeanStd::of(
+        &runs
+            .iter()
+            .filter_map(|r| r.test.as_ref().map(&metric))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The decoder comparison: the untrained model, then a row per method.
+fn decoder_table(results: &ExperimentResults) -> Table {
+    let d = &results.config.decoder;
+    let mut table = Table::new(
+        format!("Instruction tuning a decoder: {} on {}", d.model, d.task),
+        [
+            "method",
+            "trainable params",
+            "% of model",
+            "ROUGE-L %",
+            "BLEU",
+            "exact match %",
+            "s / epoch",
+            "train tokens / s",
+            "peak MiB",
+            "checkpoint",
+            "% of model file",
+        ],
+    );
+    let labels =
+        std::iter::once(UNTRAINED.to_string()).chain(d.methods.iter().map(|m| m.label.clone()));
+    let mut skipped = Vec::new();
+    for label in labels {
+        let runs = generation_runs(results, &d.task, &label);
+        let Some(first) = runs.first() else {
+            if let Some(reason) = results
+                .decoder
+                .runs
+                .iter()
+                .find(|r| r.task == d.task && r.label == label)
+                .and_then(|r| r.skipped.clone())
+            {
+                skipped.push(format!("{label}: {reason}"));
+            }
+            continue;
+        };
+        let trained = label != UNTRAINED;
+        let timing = |f: &dyn Fn(&GenerationRunResult) -> f64, digits| {
+            if trained {
+                MeanStd::of(&runs.iter().map(|r| f(r)).collect::<Vec<_>>()).format(digits)
+            } else {
+                "-".into()
+            }
+        };
+        let peak = runs.iter().filter_map(|r| r.peak_rss_mib).reduce(f64::max);
+        table.push([
+            label.clone(),
+            first.params.trainable.to_string(),
+            format!("{:.3}", first.params.trainable_percent()),
+            generation_stats(&runs, |m| m.rouge_l_f1).percent(1),
+            generation_stats(&runs, |m| m.bleu.score).format(2),
+            generation_stats(&runs, |m| m.exact_match).percent(1),
+            timing(&|r| r.seconds_per_epoch, 1),
+            timing(&|r| r.tokens_per_second, 0),
+            peak.map_or("-".into(), |p| format!("{p:.0}")),
+            if trained {
+                human_bytes(first.checkpoint_bytes)
+            } else {
+                "-".into()
+            },
+            if trained {
+                format!(
+                    "{:.2}",
+                    100.0 * first.checkpoint_bytes as f64
+                        / results.decoder.model_bytes.max(1) as f64
+                )
+            } else {
+                "-".into()
+            },
+        ]);
+    }
+    let b = &d.budget;
+    let mut note = format!(
+        "Greedy generations of the test split ({} prompts, at most {} new tokens, rendered with \
+         the model's chat template), scored against the reference headlines: ROUGE-L F1 as \
+         rouge-score computes it, corpus BLEU-4 as sacreBLEU does; mean ± std over seeds {:?} \
+         ({} training examples, {} epoch(s), batch {}, at most {} tokens, completion-only loss). \
+         The untrained row is the model as downloaded (greedy, so one run).",
+        b.test.map_or("all".into(), |n| n.to_string()),
+        d.max_new_tokens,
+        d.seeds,
+        b.train.map_or("all".into(), |n| n.to_string()),
+        b.epochs,
+        b.batch_size,
+        b.max_len,
+    );
+    if !skipped.is_empty() {
+        note += &format!(" Not run: {}.", skipped.join("; "));
+    }
+    table.note = Some(note);
+    table
+}
+
+/// Milliseconds per generated token of each variant, with the overhead over the base model.
+fn decoder_latency_table(results: &ExperimentResults) -> Table {
+    let l = &results.config.decoder.latency;
+    let mut header = vec!["variant".to_string()];
+    for b in &l.batch_sizes {
+        header.push(format!("batch {b} (ms / token)"));
+        header.push(format!("batch {b} vs base"));
+    }
+    let mut table = Table::new(
+        format!("Decoding latency: {}", results.config.decoder.model),
+        header,
+    );
+    let lat = &results.decoder.latency;
+    let at = |variant: &str, batch: usize| {
+        lat.iter()
+            .find(|r| r.variant == variant && r.batch == batch)
+            .map(|r| r.latency.median_ms)
+    };
+    let base = lat.first().map(|r| r.variant.clone()).unwrap_or_default();
+    let mut variants: Vec<&str> = Vec::new();
+    for r in lat {
+        if !variants.contains(&r.variant.as_str()) {
+            variants.push(&r.variant);
+        }
+    }
+    for v in variants {
+        let mut row = vec![v.to_string()];
+        for &b in &l.batch_sizes {
+            let ms = at(v, b);
+            row.push(ms.map_or("-".into(), |ms| format!("{ms:.2}")));
+            row.push(match (ms, at(&base, b)) {
+                (Some(ms), Some(base_ms)) if v != base => {
+                    format!("{:+.1} %", 100.0 * (ms / base_ms - 1.0))
+                }
+                _ => "-".into(),
+            });
+        }
+        table.push(row);
+    }
+    table.note = Some(format!(
+        "The paper's setting: a {}-token prompt, {} new tokens generated greedily (end of \
+         sequence ignored) with the KV cache; median of {} timed runs after one warm-up, divided \
+         by the new tokens. LoRA r={} on q_proj and v_proj; adapters with bottleneck {}.",
+        l.prompt_tokens, l.new_tokens, l.repeats, l.rank, l.bottleneck
+    ));
+    table
+}
+
+/// The decoder instruction-tuned on the classification task, beside the encoder's classifier.
+fn instruct_table(results: &ExperimentResults) -> Table {
+    let d = &results.config.decoder;
+    let mut table = Table::new(
+        format!(
+            "One task, two models: {} as a decoder answering in words, beside the encoder",
+            d.instruct_task
+        ),
+        ["model", "method", "trainable params", "metric", "test %"],
+    );
+    let encoder_lora = results
+        .config
+        .methods
+        .iter()
+        .find(|m| matches!(m.method, lora_train::Method::Lora { .. }));
+    if let Some(m) = encoder_lora {
+        let runs: Vec<&RunResult> = results
+            .runs
+            .iter()
+            .filter(|r| r.task == "movie-sentiment" && r.label == m.label)
+            .collect();
+        if let Some(first) = runs.first() {
+            table.push([
+                results.config.encoder.clone(),
+                format!("{} + classification head", m.label),
+                first.params.trainable.to_string(),
+                "accuracy".into(),
+                metric_stats(&runs, "accuracy").percent(1),
+            ]);
+        }
+    }
+    let lora = d
+        .methods
+        .iter()
+        .find(|m| matches!(m.method, lora_train::Method::Lora { .. }))
+        .map(|m| m.label.clone());
+    for label in std::iter::once(UNTRAINED.to_string()).chain(lora) {
+        let runs = generation_runs(results, &d.instruct_task, &label);
+        if let Some(first) = runs.first() {
+            table.push([
+                d.model.clone(),
+                if label == UNTRAINED {
+                    "untrained (zero-shot)".into()
+                } else {
+                    format!("{label}, instruction-tuned")
+                },
+                first.params.trainable.to_string(),
+                "exact match".into(),
+                generation_stats(&runs, |m| m.exact_match).percent(1),
+            ]);
+        }
+    }
+    let b = &d.instruct_budget;
+    table.note = Some(format!(
+        "The decoder answers \"positive\" or \"negative\" (exact match after trimming, at most {} \
+         new tokens); it trains on {} reviews for {} epoch(s), the encoder as in the comparison. \
+         Both test on the same split's first reviews ({} for the decoder, {} for the encoder).",
+        d.instruct_max_new_tokens,
+        b.train.map_or("all".into(), |n| n.to_string()),
+        b.epochs,
+        b.test.map_or("all".into(), |n| n.to_string()),
+        results
+            .config
+            .movie
+            .test
+            .map_or("all".into(), |n| n.to_string()),
+    ));
+    table
+}
+
 /// Writes `report.md`, `results.json`, the CSV tables and the plots; returns the report path.
 pub fn write_report(results: &ExperimentResults, out: &Path) -> Result<PathBuf> {
     let mut tables = Vec::new();
@@ -258,11 +496,23 @@ pub fn write_report(results: &ExperimentResults, out: &Path) -> Result<PathBuf> 
         ));
         plots.push(("loss_bbc.svg", loss_plot(results, "bbc-news")?));
     }
+    if wants(TableKind::Decoder) {
+        tables.push(("decoder", decoder_table(results)));
+        plots.push(("loss_decoder.svg", decoder_loss_plot(results)?));
+    }
+    if wants(TableKind::DecoderLatency) {
+        tables.push(("decoder_latency", decoder_latency_table(results)));
+    }
+    if wants(TableKind::Instruct) {
+        tables.push(("instruct", instruct_table(results)));
+    }
     let mut md = format!(
-        "# Experiment `{}`\n\nThe encoder `{}` fine-tuned with each method; machine: {}.\n\
-         Wall time of this invocation: {:.1} min. Settings: `config.toml`; every number: `results.json`.\n\n",
+        "# Experiment `{}`\n\nThe encoder `{}` and the decoder `{}` fine-tuned with each method; \
+         machine: {}.\nWall time of this invocation: {:.1} min. Settings: `config.toml`; every \
+         number: `results.json`.\n\n",
         results.config.name,
         results.config.encoder,
+        results.config.decoder.model,
         results.machine.describe(),
         results.wall_seconds / 60.0
     );
@@ -273,7 +523,7 @@ pub fn write_report(results: &ExperimentResults, out: &Path) -> Result<PathBuf> 
         }
         write_file(out, &format!("{file}.csv"), table.to_csv().as_bytes())?;
     }
-    for (file, svg) in &plots {
+    for (file, svg) in plots.iter().filter(|(_, svg)| !svg.is_empty()) {
         write_file(out, file, svg.as_bytes())?;
         md += &format!("![{file}]({file})\n\n");
     }
@@ -310,6 +560,38 @@ fn loss_plot(results: &ExperimentResults, task: &str) -> Result<String> {
     }
     line_plot_svg(
         &format!("Training loss on {task} (seed {seed}, 10-step average)"),
+        "step",
+        "loss",
+        &series,
+        false,
+    )
+}
+
+fn decoder_loss_plot(results: &ExperimentResults) -> Result<String> {
+    let d = &results.config.decoder;
+    let seed = d.seeds[0];
+    let series: Vec<Series> = d
+        .methods
+        .iter()
+        .filter_map(|m| {
+            let run = results.decoder.runs.iter().find(|r| {
+                r.task == d.task && r.label == m.label && r.seed == seed && r.test.is_some()
+            })?;
+            Some(Series {
+                label: m.label.clone(),
+                points: moving_average(&run.step_losses, 5)
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| ((i + 1) as f64, l, 0.0))
+                    .collect(),
+            })
+        })
+        .collect();
+    if series.is_empty() {
+        return Ok(String::new());
+    }
+    line_plot_svg(
+        &format!("Training loss on {} (seed {seed}, 5-step average)", d.task),
         "step",
         "loss",
         &series,

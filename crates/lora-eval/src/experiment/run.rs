@@ -15,6 +15,7 @@ use lora_train::{
     ClassificationTask, EvalMetrics, Method, TrainConfig, Trainer, evaluate_classifier,
     prepare_classifier,
 };
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
@@ -90,26 +91,10 @@ pub(crate) fn train_run(
     budget: &TaskBudget,
     dir: &Path,
 ) -> Result<RunResult> {
-    // A run is reused (finished, or resumed from its checkpoint) only if it was started with
-    // the same settings; otherwise its directory is stale and the run starts again.
     let settings = serde_json::json!({
         "method": method, "lr": lr, "seed": seed, "budget": budget,
     });
-    let settings_path = dir.join("settings.json");
-    let recorded = std::fs::read_to_string(&settings_path)
-        .ok()
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
-    if recorded.as_ref() != Some(&settings) && dir.exists() {
-        tracing::info!(dir = %dir.display(), "settings differ from the last invocation's: starting this run again");
-        std::fs::remove_dir_all(dir).map_err(|e| write_err(dir, e))?;
-    }
-    std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
-    let text = serde_json::to_vec_pretty(&settings).map_err(|e| write_err(&settings_path, e))?;
-    write_file(dir, "settings.json", &text)?;
-    let result_path = dir.join("result.json");
-    if let Ok(text) = std::fs::read_to_string(&result_path)
-        && let Ok(done) = serde_json::from_str::<RunResult>(&text)
-    {
+    if let Some(done) = reuse_run_dir::<RunResult>(dir, &settings)? {
         tracing::info!(
             "done before: test accuracy {:.4}",
             done.test.get("accuracy").unwrap_or(f64::NAN)
@@ -197,12 +182,43 @@ pub(crate) fn train_run(
         ci.1,
         result.seconds_per_epoch
     );
-    let json = serde_json::to_vec_pretty(&result).map_err(|e| write_err(&result_path, e))?;
-    write_file(dir, "result.json", &json)?;
-    // The resumable state is no longer needed once the result is recorded.
-    let _ = std::fs::remove_dir_all(dir.join(CHECKPOINT_DIR));
+    record_result(dir, &result)?;
     Ok(result)
 }
+
+/// Prepares the directory of a run started with `settings`: a run is reused (its recorded
+/// result returned, or left to resume from its checkpoint) only if it was started with the same
+/// settings; otherwise its directory is stale and the run starts again.
+pub(crate) fn reuse_run_dir<T: DeserializeOwned>(
+    dir: &Path,
+    settings: &serde_json::Value,
+) -> Result<Option<T>> {
+    let settings_path = dir.join("settings.json");
+    let recorded = std::fs::read_to_string(&settings_path)
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
+    if recorded.as_ref() != Some(settings) && dir.exists() {
+        tracing::info!(dir = %dir.display(), "settings differ from the last invocation's: starting this run again");
+        std::fs::remove_dir_all(dir).map_err(|e| write_err(dir, e))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| write_err(dir, e))?;
+    let text = serde_json::to_vec_pretty(settings).map_err(|e| write_err(&settings_path, e))?;
+    write_file(dir, "settings.json", &text)?;
+    Ok(std::fs::read_to_string(dir.join(RESULT_FILE))
+        .ok()
+        .and_then(|text| serde_json::from_str::<T>(&text).ok()))
+}
+
+/// Records a finished run's result; its resumable state is no longer needed after that.
+pub(crate) fn record_result<T: Serialize>(dir: &Path, result: &T) -> Result<()> {
+    let json = serde_json::to_vec_pretty(result).map_err(|e| write_err(dir, e))?;
+    write_file(dir, RESULT_FILE, &json)?;
+    let _ = std::fs::remove_dir_all(dir.join(CHECKPOINT_DIR));
+    Ok(())
+}
+
+/// The file a finished run records its result in.
+const RESULT_FILE: &str = "result.json";
 
 pub(crate) fn measure_latency(
     loaded: &Loaded,

@@ -19,6 +19,9 @@ pub struct GenerationConfig {
     pub seed: u64,
     /// Stop at any of these ids (in addition to the config's `eos_token_id`).
     pub stop_tokens: Vec<u32>,
+    /// Never stop before this many new tokens (stop ids are generated like any other token
+    /// until then), as transformers' `min_new_tokens`.
+    pub min_new_tokens: usize,
 }
 
 impl Default for GenerationConfig {
@@ -29,6 +32,7 @@ impl Default for GenerationConfig {
             top_k: 0,
             seed: 0,
             stop_tokens: Vec::new(),
+            min_new_tokens: 0,
         }
     }
 }
@@ -69,7 +73,7 @@ impl DecoderForCausalLM {
                 .try_to_vec::<f32>()
                 .map_err(|e| ModelError::Input(format!("cannot read logits back: {e:?}")))?;
             let token = pick_token(&logits, config, &mut rng);
-            if stops.contains(&token) {
+            if out.len() >= config.min_new_tokens && stops.contains(&token) {
                 break;
             }
             out.push(token);
@@ -176,7 +180,7 @@ impl DecoderForCausalLM {
                 let row = &logits[r * vocab..(r + 1) * vocab];
                 let token = pick_token(row, config, &mut rngs[r]);
                 if !done[r] {
-                    if stops.contains(&token) {
+                    if out[r].len() >= config.min_new_tokens && stops.contains(&token) {
                         done[r] = true;
                     } else {
                         out[r].push(token);
