@@ -62,6 +62,7 @@ pub fn run(args: &[String]) -> Result<()> {
             &[("RUSTDOCFLAGS", "-D warnings")],
         )?;
         package(&[])?;
+        check_layering(&root)?;
     }
 
     // Build every test binary once, with every testable backend compiled in.
@@ -149,6 +150,66 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Dependencies point one way: each crate below may not depend (normally) on the crates
+/// listed with it. `cargo tree` reads the lock file only; nothing is built.
+const LAYERING: [(&str, &[&str]); 4] = [
+    (
+        "lora-example-custom-model",
+        &[
+            "lora-models",
+            "lora-data",
+            "lora-assets",
+            "lora-train",
+            "lora-eval",
+        ],
+    ),
+    (
+        "lora-surgery",
+        &[
+            "lora-models",
+            "lora-data",
+            "lora-assets",
+            "lora-train",
+            "lora-eval",
+        ],
+    ),
+    (
+        "lora-models",
+        &["lora-data", "lora-assets", "lora-train", "lora-eval"],
+    ),
+    (
+        "lora-data",
+        &["burn", "lora-core", "lora-models", "lora-train"],
+    ),
+];
+
+/// Checks [`LAYERING`] with `cargo tree -e normal`.
+fn check_layering(root: &Path) -> Result<()> {
+    for (krate, forbidden) in LAYERING {
+        let out = Command::new("cargo")
+            .current_dir(root)
+            .args(["tree", "-e", "normal", "--prefix", "none", "-p", krate])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "cargo tree -p {krate} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let names: Vec<&str> = tree
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let bad: Vec<&&str> = forbidden.iter().filter(|f| names.contains(f)).collect();
+        if !bad.is_empty() {
+            bail!("{krate} depends on {bad:?}: the layering of docs/architecture.md is broken");
+        }
+        eprintln!("xtask: {krate} depends on none of {forbidden:?}");
+    }
+    Ok(())
+}
+
 /// The crates that are published: every library crate and the two binaries' crates.
 const PUBLISHED: [&str; 9] = [
     "lora-core",
@@ -173,30 +234,6 @@ pub fn package(args: &[String]) -> Result<()> {
     }
     cmd_args.extend(args.iter().map(String::as_str));
     step(&root, "cargo package", &cmd_args, &[])
-}
-
-/// Runs the criterion benchmarks (`lora_linear` in lora-core, `forward` in lora-models); extra
-/// arguments go to criterion (e.g. a name filter).
-pub fn bench(args: &[String]) -> Result<()> {
-    let root = workspace_root()?;
-    // The dev profile compiles every dependency (Burn included) at opt-level 3, so the numbers
-    // are Burn's optimised kernels, and the test build's artifacts are reused.
-    for bench in ["lora_linear", "forward"] {
-        let mut cmd_args = vec![
-            "bench",
-            "--profile",
-            "dev",
-            "--workspace",
-            "--features",
-            TEST_FEATURES,
-            "--bench",
-            bench,
-            "--",
-        ];
-        cmd_args.extend(args.iter().map(String::as_str));
-        step(&root, &format!("cargo bench {bench}"), &cmd_args, &[])?;
-    }
-    Ok(())
 }
 
 fn test_row(

@@ -1,7 +1,9 @@
 //! `cargo xtask fixtures`: regenerates the conformance fixtures in `tests/fixtures` with the
 //! pinned Python environment: the MiniLM / SmolLM2 / PEFT fixtures from the real assets (fetched
 //! through lora-assets), and a tiny random checkpoint, PEFT adapter and reference outputs of
-//! every supported family (`xtask/fixtures/make_fixtures.py`).
+//! every supported family (`xtask/fixtures/make_fixtures.py`), then the GGUF files llama.cpp's
+//! own converters write for the decoder fixtures (`xtask/fixtures/make_gguf_fixtures.py`, with
+//! the converters taken from the hash-pinned `llama-cpp-python` source distribution).
 
 use std::process::Command;
 
@@ -15,7 +17,7 @@ pub fn run_fixtures(args: &[String]) -> Result<()> {
     let root = workspace_root()?;
     let python = pinned_python(&root)?;
     let assets = fetch_assets(&root, &["minilm", "smollm2"])?;
-    run(Command::new(python)
+    run(Command::new(&python)
         .arg(root.join("xtask/fixtures/make_fixtures.py"))
         .arg("--out")
         .arg(root.join("tests/fixtures"))
@@ -23,6 +25,14 @@ pub fn run_fixtures(args: &[String]) -> Result<()> {
         .arg(&assets[0])
         .arg("--smollm2-gguf")
         .arg(&assets[1])
+        .args(args)
+        .current_dir(&root))?;
+    // Always after make_fixtures.py, which rewrites the tiny fixtures, README and manifest
+    // (it takes the same arguments, and ignores `--compare-with`).
+    run(Command::new(&python)
+        .arg(root.join("xtask/fixtures/make_gguf_fixtures.py"))
+        .arg("--out")
+        .arg(root.join("tests/fixtures"))
         .args(args)
         .current_dir(&root))
 }

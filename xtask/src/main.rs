@@ -5,11 +5,13 @@
 //! - `cargo xtask experiment [--quick|--full] [...]`: the LoRA paper's tables on real data
 //!   (`lora experiment` with the release `lora`; `--help` lists its options).
 //! - `cargo xtask fixtures`: regenerate `tests/fixtures` with the pinned Python environment.
-//! - `cargo xtask bench`: criterion benchmarks.
+//! - `cargo xtask bench`: criterion benchmarks; `--vs-pytorch`: lora against PyTorch + PEFT,
+//!   side by side, into `docs/performance.md`.
 //! - `cargo xtask package [--allow-dirty]`: `cargo package` of every published crate, verified.
 //! - `cargo xtask interop`: transformers and PEFT load what `lora merge` / `lora export` write.
 //! - `cargo xtask fetch [NAME...]`: the pinned real assets, ahead of time.
 
+mod bench;
 mod cargo;
 mod ci;
 mod fixtures;
@@ -31,7 +33,8 @@ tasks:
   fixtures [--only NAME...] [--compare-with DIR|none]
                regenerate tests/fixtures (tiny random checkpoints of every family, PEFT
                adapters, reference outputs) with the pinned Python environment
-  bench        criterion benchmarks: the LoRA layer, and model forward throughput
+  bench        criterion benchmarks: the LoRA layer, and model forward throughput;
+               --vs-pytorch [--threads 1,2] [--repeats N]: lora and PyTorch + PEFT side by side
   package [--allow-dirty] [--no-verify]
                cargo package of every published crate, each built on its own
   interop      transformers and PEFT (pip-installed into target/interop) load what lora merge
@@ -45,7 +48,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
-        Some("bench") => ci::bench(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         Some("package") => ci::package(&args[1..]),
         Some("interop") => interop::run(),
         Some("fetch") => cargo::fetch(&args[1..]),

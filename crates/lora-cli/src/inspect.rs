@@ -46,19 +46,38 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     config.validate()?;
     let (summary, report) = match arch {
         Family::Encoder(family) => {
-            let (model, _) = lora_models::load_encoder(&source, &device)?;
-            let c = model.config().clone();
-            let params = ParamCount::of(&model).total;
-            let summary = format!(
-                "{} encoder ({}): {} layers, hidden {}, {} heads, vocab {}, {params} parameters",
-                family.model_class(),
-                family.model_type(),
-                c.num_layers,
-                c.hidden_size,
-                c.num_heads,
-                c.vocab_size
-            );
-            (summary, plan_or_list(&model, &spec, &config)?)
+            // A `*ForSequenceClassification` checkpoint is shown with its head, under the names
+            // PEFT sees (`bert.encoder…`, `classifier`).
+            let classifier = lora_models::read_encoder_config(&source)?
+                .is_some_and(|c| c.is_sequence_classifier());
+            let describe = |class: &str, c: &lora_models::EncoderConfig, params: usize| {
+                format!(
+                    "{class} encoder ({}): {} layers, hidden {}, {} heads, vocab {}, {params} \
+                     parameters",
+                    family.model_type(),
+                    c.num_layers,
+                    c.hidden_size,
+                    c.num_heads,
+                    c.vocab_size
+                )
+            };
+            if classifier {
+                let (model, _, c) = lora_models::load_sequence_classifier(&source, &device)?;
+                let summary = format!(
+                    "{}, {} labels",
+                    describe(family.classifier_class(), &c, ParamCount::of(&model).total),
+                    model.num_labels()
+                );
+                (summary, plan_or_list(&model, &spec, &config)?)
+            } else {
+                let (model, _) = lora_models::load_encoder(&source, &device)?;
+                let summary = describe(
+                    family.model_class(),
+                    &model.config().clone(),
+                    ParamCount::of(&model).total,
+                );
+                (summary, plan_or_list(&model, &spec, &config)?)
+            }
         }
         Family::Decoder(family) => {
             let (model, _) = lora_models::load_causal_lm(&source, &device)?;

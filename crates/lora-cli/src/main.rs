@@ -15,6 +15,7 @@
 //! - `lora experiment`: the LoRA paper's comparison on real data (`cargo xtask experiment` runs
 //!   it).
 
+mod bench;
 mod data;
 mod eval;
 mod experiment;
@@ -31,6 +32,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use bench::{BenchArgs, bench};
 use eval::{EvalArgs, eval};
 use experiment::{ExperimentArgs, experiment};
 use export::{ExportArgs, export};
@@ -47,8 +49,9 @@ use train::{TrainArgs, train};
     about = "Fine-tune and run transformers with LoRA on Burn",
     after_help = "Exit status: 0 on success; 1 when the command failed (the message says what \
         was wrong and what to do); 2 for invalid arguments.\n\
-        Models: a Hugging Face directory, a .gguf file, or an asset name (minilm, smollm2), \
-        fetched and cached in ~/.cache/lora-burn (LORA_BURN_CACHE moves it)."
+        Models: a Hugging Face directory, a .gguf file, a Hugging Face id (org/name[@revision]: \
+        from the Hugging Face cache, HF_HOME / HF_HUB_CACHE, or downloaded), or an asset name \
+        (minilm, smollm2), fetched and cached in ~/.cache/lora-burn (LORA_BURN_CACHE moves it)."
 )]
 struct Cli {
     /// Only print errors.
@@ -88,13 +91,15 @@ enum Command {
     #[command(after_help = "Examples:\n  \
         lora eval --model minilm --adapter runs/lora --data movie-sentiment --split test\n  \
         lora eval --model ./merged --file test.csv --text-col review --label-col stars --json\n  \
-        lora eval --model smollm2 --adapter runs/lm --file held-out.txt --max-len 64")]
+        lora eval --model smollm2 --adapter runs/lm --file held-out.txt --max-len 64\n  \
+        lora eval --model smollm2 --adapter runs/headlines --data bbc-headlines --split test --generations out.jsonl")]
     Eval(EvalArgs),
     /// Continue prompts with a causal LM (any supported decoder), optionally with a LoRA adapter.
     #[command(after_help = "Examples:\n  \
         lora generate --model smollm2 --prompt \"The capital of France is\"\n  \
         lora generate --model smollm2 --adapter runs/lm --merge --prompt \"Once\" --max-new-tokens 64\n  \
-        lora generate --model ./SmolLM2.gguf --prompt \"Hi\" --temperature 0.8 --top-k 40 --seed 7 --json")]
+        lora generate --model ./SmolLM2.gguf --prompt \"Hi\" --temperature 0.8 --top-k 40 --seed 7 --json\n  \
+        lora generate --model smollm2 --adapter runs/headlines --chat --prompt \"Write a headline: ...\"")]
     Generate(GenerateArgs),
     /// Merge a LoRA adapter into its base and write a Hugging Face model directory.
     #[command(after_help = "Examples:\n  \
@@ -103,11 +108,13 @@ enum Command {
         The directory holds config.json, model.safetensors (f32) and tokenizer.json: transformers\n\
         loads it with from_pretrained, and lora loads it with --model and no --adapter.")]
     Merge(MergeArgs),
-    /// The LoRA paper's tables on real data: methods compared, rank ablation, latency, bbc-news.
+    /// The LoRA paper's tables on real data: methods compared, rank ablation, latency, bbc-news,
+    /// and the methods instruction-tuning a decoder with its decoding latency.
     #[command(after_help = "Examples:\n  \
         lora experiment                      # every table, about 20 minutes on 2 CPU cores\n  \
         lora experiment --quick              # a run of a few minutes\n  \
         lora experiment --only ablation --seeds 1,2,3\n  \
+        lora experiment --only decoder,decoder-latency,instruct\n  \
         lora experiment --full --device cuda # full data, more epochs and seeds\n\n\
         Results go to results/PRESET (--out): report.md, results.json, CSV tables and SVG plots.\n\
         An interrupted experiment resumes: finished runs are reused, an unfinished one continues\n\
@@ -118,6 +125,16 @@ enum Command {
         lora export --model minilm --adapter runs/lora/best --out sentiment-adapter\n  \
         lora export --model smollm2 --adapter runs/lm --out lm-adapter --base-model-name HuggingFaceTB/SmolLM2-135M-Instruct")]
     Export(ExportArgs),
+    /// Time one workload (training step, forward pass, decoding) on a token file, as JSON.
+    #[command(after_help = "Examples:\n  \
+        lora bench --write-tokens bench-tokens\n  \
+        lora bench --workload encoder-lora-step --model minilm --tokens bench-tokens/encoder-b32.json\n  \
+        lora bench --workload decoder-decode --config Llama-3.2-1B/config.json --random-init \\\n    \
+          --tokens bench-tokens/decoder-prompt.json --device wgpu\n\n\
+        Prints one JSON object: the median time (unit ms/step, ms/batch, ms/token or ms), tokens per\n\
+        second, peak resident memory, and CPU seconds of the timed runs. RAYON_NUM_THREADS sets the\n\
+        CPU threads. cargo xtask bench --vs-pytorch runs every workload here and in PyTorch.")]
+    Bench(BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -134,6 +151,7 @@ fn main() -> ExitCode {
         Command::Merge(args) => merge(args, cli.quiet),
         Command::Export(args) => export(args, cli.quiet),
         Command::Experiment(args) => experiment(args, cli.quiet),
+        Command::Bench(args) => bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

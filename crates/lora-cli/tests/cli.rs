@@ -411,7 +411,7 @@ fn train_on_a_csv_then_predict_with_the_trained_adapter() {
 
     // A second run into the same directory must not overwrite it.
     fails_with(&common, "already holds a checkpoint");
-    fails_with(&common, "(pass --resume to continue it)");
+    fails_with(&common, "pass --resume to continue it");
 }
 
 #[test]
@@ -541,7 +541,7 @@ fn train_mistakes_are_clear_errors() {
                 "--out",
                 o,
             ],
-            "model '/no/such/model' is neither an existing path, a known model asset (minilm, \
+            "model '/no/such/dir' is neither an existing path, a known model asset (minilm, \
              smollm2) nor a Hugging Face model id",
         ),
         (
@@ -710,7 +710,7 @@ fn every_family_is_inspected_and_decoders_generate_and_evaluate() {
                 "8",
                 "--json",
             ]));
-            let ppl = eval["perplexity"]
+            let ppl = eval["metrics"]["perplexity"]
                 .as_f64()
                 .unwrap_or_else(|| panic!("{fixture}: {eval}"));
             assert!(ppl.is_finite() && ppl > 1.0, "{fixture}: perplexity {ppl}");

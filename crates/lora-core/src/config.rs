@@ -123,15 +123,18 @@ impl LoraConfig {
     }
 
     /// Validates the config for a layer `in_features -> out_features`: everything
-    /// [`validate`](Self::validate) checks, plus `r <= min(in, out)`.
+    /// [`validate`](Self::validate) checks. A rank above `min(in, out)` is allowed, as in PEFT
+    /// (it adds parameters but no expressiveness), with a warning.
     pub fn validate_for_layer(&self, in_features: usize, out_features: usize) -> Result<()> {
         self.validate()?;
         if self.r > in_features.min(out_features) {
-            return Err(LoraError::RankTooLarge {
-                r: self.r,
+            tracing::warn!(
+                r = self.r,
                 in_features,
                 out_features,
-            });
+                "LoRA rank above min(in, out): the update B·A cannot have a rank above {}",
+                in_features.min(out_features)
+            );
         }
         Ok(())
     }
@@ -170,8 +173,8 @@ mod tests {
             let e = LoraConfig::new(2).with_dropout(p).validate().unwrap_err();
             assert!(matches!(e, LoraError::InvalidDropout { .. }), "{p}");
         }
-        let e = LoraConfig::new(9).validate_for_layer(8, 16).unwrap_err();
-        assert!(e.to_string().contains("choose r <= 8"), "{e}");
+        // PEFT accepts a rank above min(in, out), and so do we.
+        assert!(LoraConfig::new(9).validate_for_layer(8, 16).is_ok());
         assert!(LoraConfig::new(8).validate_for_layer(8, 16).is_ok());
     }
 

@@ -11,20 +11,6 @@ pub enum LoraError {
         /// The rejected rank.
         r: usize,
     },
-    /// The rank is larger than the layer it adapts, so `B·A` cannot be low-rank.
-    #[error(
-        "LoRA rank r = {r} is larger than the layer it adapts ({in_features} -> {out_features}); \
-         choose r <= {max}",
-        max = (*in_features).min(*out_features)
-    )]
-    RankTooLarge {
-        /// The rejected rank.
-        r: usize,
-        /// Input features of the layer.
-        in_features: usize,
-        /// Output features of the layer.
-        out_features: usize,
-    },
     /// `alpha` must be a finite number greater than zero.
     #[error("invalid LoRA alpha = {alpha}: alpha must be finite and greater than 0")]
     InvalidAlpha {

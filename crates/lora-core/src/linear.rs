@@ -752,8 +752,9 @@ mod tests {
 
     crate::backend_test!(fn invalid_adapters_are_clear_errors(device) {
         let mut layer = random_layer(&device, 4, 3);
-        let e = layer.add_adapter("big", LoraConfig::new(5)).unwrap_err();
-        assert!(e.to_string().contains("choose r <= 3"), "{e}");
+        // A rank above min(in, out) is allowed, as PEFT allows it.
+        layer.add_adapter("big", LoraConfig::new(5)).unwrap();
+        layer.delete_adapter("big").unwrap();
         assert!(matches!(layer.add_adapter("x", LoraConfig::new(0)), Err(LoraError::ZeroRank { .. })));
         assert!(matches!(layer.add_adapter("a.b", LoraConfig::new(1)), Err(LoraError::InvalidAdapterName { .. })));
         layer.add_adapter("a", LoraConfig::new(1)).unwrap();

@@ -17,6 +17,7 @@
 //! # Ok::<(), lora_eval::EvalError>(())
 //! ```
 
+pub mod bench;
 pub mod chat;
 pub mod error;
 pub mod experiment;

@@ -74,8 +74,8 @@ pub use error::{ModelError, Result};
 pub use export::{HfModelFiles, save_hf_dir};
 pub use gguf::GgufFile;
 pub use loader::{
-    Family, ModelSource, load_causal_lm, load_encoder, load_sequence_classifier,
-    read_encoder_config, tokenizer_files,
+    Family, ModelSource, RandomModel, load_causal_lm, load_encoder, load_sequence_classifier,
+    random_model, read_encoder_config, tokenizer_files,
 };
 pub use tokenizer::{load_tokenizer_json, tokenizer_from_gguf};
-pub use weights::{HostTensor, SafetensorsWeights, WeightSource};
+pub use weights::{HostTensor, RandomWeights, SafetensorsWeights, WeightSource};

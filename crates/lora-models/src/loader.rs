@@ -13,8 +13,9 @@ use crate::encoder::{Encoder, EncoderConfig, EncoderFamily, EncoderForSequenceCl
 use crate::error::{ModelError, Result, io_error};
 use crate::export::{NamedFiles, TOKENIZER_SIDE_FILES};
 use crate::gguf::GgufFile;
+use crate::layers::norm::NormKind;
 use crate::tokenizer::{load_tokenizer_json, tokenizer_from_gguf};
-use crate::weights::SafetensorsWeights;
+use crate::weights::{RandomWeights, SafetensorsWeights};
 
 /// Where a model lives: a Hugging Face directory (`config.json`, `model.safetensors` or its
 /// sharded index, `tokenizer.json`) or a single `.gguf` file.
@@ -265,5 +266,46 @@ pub fn load_causal_lm(
             tracing::info!(path = %dir.display(), family = config.family.model_type(), layers = config.num_layers, "loaded decoder");
             Ok((model, tokenizer))
         }
+    }
+}
+
+/// A model of a supported family built from a `config.json` alone with seeded random weights
+/// ([`RandomWeights`]): the speed and memory of a real-size model whose weights cannot be had
+/// (`lora bench --config config.json --random-init`).
+pub enum RandomModel {
+    /// An encoder (its classifier head, if any, is left out).
+    Encoder(Encoder),
+    /// A decoder language model.
+    Decoder(DecoderForCausalLM),
+}
+
+/// Builds the model `config_path` (a `config.json`) describes, with [`RandomWeights`] seeded by
+/// `seed`; an unsupported `model_type` is the same error as for a checkpoint.
+pub fn random_model(config_path: &Path, seed: u64, device: &Device) -> Result<RandomModel> {
+    let config = ConfigJson::read(config_path)?;
+    let model_type = config.model_type().unwrap_or("").to_string();
+    match Family::from_model_type(&model_type) {
+        Some(Family::Encoder(_)) => {
+            let config = EncoderConfig::from_config(config)?;
+            let weights = RandomWeights::new(seed, None, false);
+            Ok(RandomModel::Encoder(Encoder::load(
+                &config, &weights, device,
+            )?))
+        }
+        Some(Family::Decoder(_)) => {
+            let config = DecoderConfig::from_config(config)?;
+            let tied = config
+                .tie_word_embeddings
+                .then(|| format!("{}.weight", config.family.names().lm_head));
+            let offset = config.norm == NormKind::RmsNormPlusOne;
+            let weights = RandomWeights::new(seed, tied, offset);
+            Ok(RandomModel::Decoder(DecoderForCausalLM::load(
+                &config, &weights, device,
+            )?))
+        }
+        None => Err(config.error(format!(
+            "model_type \"{model_type}\" is not supported (supported: {})",
+            Family::supported().join(", ")
+        ))),
     }
 }

@@ -36,12 +36,13 @@ fn pre_tokenizer(pre: &str) -> Option<Value> {
             "type": "Sequence",
             "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]
         })),
-        "default" | "gpt2" => Some(byte_level),
+        // llama.cpp writes "gpt-2" for GPT-2's own split.
+        "default" | "gpt2" | "gpt-2" => Some(byte_level),
         _ => None,
     }
 }
 
-const SUPPORTED_PRE: &str = "smollm, gpt2, default";
+const SUPPORTED_PRE: &str = "smollm, gpt2 (gpt-2), default";
 
 /// Rebuilds the tokenizer stored in a GGUF file's metadata: a byte-level BPE (`gpt2` model)
 /// with its vocabulary, merges and special tokens. No post-processor is added, so no BOS is

@@ -28,6 +28,13 @@ pub trait WeightSource {
     fn keys(&self) -> Vec<String>;
     /// Reads one tensor as `f32`, or fails with [`ModelError::MissingTensor`].
     fn read(&self, key: &str) -> Result<HostTensor>;
+    /// Reads one tensor that the model expects with `shape` (the loaders always say; a source
+    /// that makes its tensors, as [`RandomWeights`] does, needs it). The shape is checked by
+    /// the caller.
+    fn read_as(&self, key: &str, shape: &[usize]) -> Result<HostTensor> {
+        let _ = shape;
+        self.read(key)
+    }
     /// Whether the source holds `key`.
     fn contains(&self, key: &str) -> bool {
         self.keys().iter().any(|k| k == key)
@@ -150,7 +157,9 @@ pub fn load_tensor<const D: usize>(
     shape: [usize; D],
     device: &Device,
 ) -> Result<Tensor<D>> {
-    Ok(source.read(key)?.into_tensor(key, shape, device)?)
+    Ok(source
+        .read_as(key, &shape)?
+        .into_tensor(key, shape, device)?)
 }
 
 /// Loads a PyTorch linear layer `{prefix}.weight: [out, in]` (and `{prefix}.bias: [out]`) into
@@ -165,7 +174,7 @@ pub fn load_linear(
 ) -> Result<LoraLinear> {
     let key = format!("{prefix}.weight");
     let weight = source
-        .read(&key)?
+        .read_as(&key, &[d_out, d_in])?
         .into_tensor_transposed(&key, [d_out, d_in], device)?;
     let bias = if bias {
         Some(load_tensor(
@@ -246,4 +255,86 @@ pub fn load_embedding(
 /// unfreeze what they train).
 pub fn frozen<const D: usize>(tensor: Tensor<D>) -> Param<Tensor<D>> {
     Param::from_tensor(tensor).set_require_grad(false)
+}
+
+/// Seeded random weights of any shape a model asks for: what a benchmark runs on when a
+/// real-size model's weights cannot travel (`lora bench --config config.json --random-init`).
+/// Norm scales are ones (or zeros for a family whose norms compute `1 + w`), biases zeros, and
+/// every other tensor uniform in ±0.02·√3 (standard deviation 0.02, transformers'
+/// `initializer_range`), drawn from a generator seeded by the key, so every run builds the same
+/// model. A tied output head is absent, as it would be in the checkpoint.
+pub struct RandomWeights {
+    seed: u64,
+    tied_head: Option<String>,
+    norm_offset: bool,
+}
+
+impl RandomWeights {
+    /// Random weights; `tied_head`: the key of an output head that is tied to the embeddings
+    /// (reported missing); `norm_offset`: norms compute `1 + w` (Gemma).
+    pub fn new(seed: u64, tied_head: Option<String>, norm_offset: bool) -> Self {
+        Self {
+            seed,
+            tied_head,
+            norm_offset,
+        }
+    }
+
+    fn is_norm(key: &str) -> bool {
+        let module = key.rsplit('.').nth(1).unwrap_or("");
+        module.contains("norm") || module.starts_with("ln") || module.contains("LayerNorm")
+    }
+}
+
+impl WeightSource for RandomWeights {
+    fn source_name(&self) -> String {
+        format!("random weights (seed {})", self.seed)
+    }
+
+    fn keys(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.tied_head.as_deref() != Some(key)
+    }
+
+    fn read(&self, key: &str) -> Result<HostTensor> {
+        Err(ModelError::Input(format!(
+            "{key}: random weights are made for a shape; read them with read_as"
+        )))
+    }
+
+    fn read_as(&self, key: &str, shape: &[usize]) -> Result<HostTensor> {
+        if !self.contains(key) {
+            return Err(ModelError::MissingTensor {
+                key: key.to_string(),
+                source_name: self.source_name(),
+            });
+        }
+        let n: usize = shape.iter().product();
+        let data = if Self::is_norm(key) && key.ends_with("weight") {
+            vec![if self.norm_offset { 0.0 } else { 1.0 }; n]
+        } else if key.ends_with("bias") {
+            vec![0.0; n]
+        } else {
+            // FNV-1a of the key, mixed with the seed, starts a SplitMix64 stream.
+            let mut state = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            }) ^ self.seed;
+            let half_width = 0.02 * 3f32.sqrt();
+            (0..n)
+                .map(|_| {
+                    state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                    let mut z = state;
+                    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+                    z ^= z >> 31;
+                    let unit = (z >> 40) as f32 / (1u64 << 24) as f32;
+                    (2.0 * unit - 1.0) * half_width
+                })
+                .collect()
+        };
+        Ok(HostTensor::new(shape.to_vec(), data)?)
+    }
 }

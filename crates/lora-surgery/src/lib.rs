@@ -68,7 +68,8 @@ pub use adapters::{
 };
 pub use error::{Result, SurgeryError};
 pub use inject::{InjectionReport, PlannedModule, inject, plan};
-pub use lora_core::LoraLinear;
+/// The `lora-core` types a model of your own is built and configured with.
+pub use lora_core::{LoraConfig, LoraInit, LoraLinear, LoraLinearConfig, ParamCount};
 /// `#[derive(Adaptable)]`: see the `lora-derive` crate.
 pub use lora_derive::Adaptable;
 pub use peft::{

@@ -200,6 +200,22 @@ impl PeftConfig {
         self
     }
 
+    /// Sets how fresh factors are initialised (PEFT's `init_lora_weights`).
+    pub fn with_init(mut self, init: lora_core::LoraInit) -> Self {
+        self.lora = self.lora.with_init(init);
+        self
+    }
+
+    /// Sets PEFT's `rank_pattern`: a rank for the modules whose names match each key (as
+    /// `(.*\.)?(KEY)$`), instead of `r`.
+    pub fn with_rank_pattern<S: AsRef<str>>(mut self, pattern: &[(S, usize)]) -> Self {
+        self.targets.rank_pattern = pattern
+            .iter()
+            .map(|(k, r)| (k.as_ref().to_string(), *r))
+            .collect();
+        self
+    }
+
     /// With a task type.
     pub fn with_task_type(mut self, task_type: crate::TaskType) -> Self {
         self.task_type = Some(task_type);

@@ -179,9 +179,31 @@ fn single_rope(
     max_pos: usize,
     default_theta: f64,
 ) -> Result<RopeConfig> {
+    let legacy = c.opt_object("rope_scaling")?;
     let mut params = match c.opt_object("rope_parameters")? {
-        Some(p) => p.clone(),
-        None => c.opt_object("rope_scaling")?.cloned().unwrap_or_default(),
+        Some(p) => {
+            // Both present: transformers standardises `rope_scaling` into `rope_parameters`;
+            // a legacy field saying something else is never silently dropped.
+            let kind = |m: &Map<String, Value>| {
+                m.get("rope_type")
+                    .or_else(|| m.get("type"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("default")
+                    .to_string()
+            };
+            if let Some(legacy) = legacy
+                && kind(legacy) != kind(p)
+            {
+                return Err(c.error(format!(
+                    "'rope_scaling' (type '{}') contradicts 'rope_parameters' (type '{}'); \
+                     keep one of them",
+                    kind(legacy),
+                    kind(p)
+                )));
+            }
+            p.clone()
+        }
+        None => legacy.cloned().unwrap_or_default(),
     };
     if !params.contains_key("rope_theta")
         && let Some(theta) = c.opt_f64("rope_theta")?

@@ -1,0 +1,307 @@
+//! `cargo xtask bench`: the criterion benchmarks, or (`--vs-pytorch`) the same workloads run by
+//! the release `lora` and by PyTorch + PEFT in the pinned Python environment, back to back on
+//! the same token ids, written to `docs/performance.md`.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::cargo::{TEST_FEATURES, step, target_dir, workspace_root};
+
+/// `cargo xtask bench [--vs-pytorch [--threads 1,2] [--repeats N] [--quick]] [criterion args]`.
+pub fn bench(args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "--vs-pytorch") {
+        return vs_pytorch(args);
+    }
+    let root = workspace_root()?;
+    // The dev profile compiles every dependency (Burn included) at opt-level 3, so the numbers
+    // are Burn's optimised kernels, and the test build's artifacts are reused.
+    for bench in ["lora_linear", "forward"] {
+        let mut cmd_args = vec![
+            "bench",
+            "--profile",
+            "dev",
+            "--workspace",
+            "--features",
+            TEST_FEATURES,
+            "--bench",
+            bench,
+            "--",
+        ];
+        cmd_args.extend(args.iter().map(String::as_str));
+        step(&root, &format!("cargo bench {bench}"), &cmd_args, &[])?;
+    }
+    Ok(())
+}
+
+/// One row of the comparison: a workload, its token file and its model.
+struct Row {
+    workload: &'static str,
+    tokens: &'static str,
+    model: &'static str,
+    what: &'static str,
+}
+
+const ROWS: [Row; 9] = [
+    Row {
+        workload: "encoder-lora-step",
+        tokens: "encoder-b32.json",
+        model: "minilm",
+        what: "MiniLM LoRA training step (r=8 q,v), batch 32 × ≤64",
+    },
+    Row {
+        workload: "encoder-ft-step",
+        tokens: "encoder-b32.json",
+        model: "minilm",
+        what: "MiniLM full fine-tuning step, batch 32 × ≤64",
+    },
+    Row {
+        workload: "encoder-infer",
+        tokens: "encoder-b32.json",
+        model: "minilm",
+        what: "MiniLM inference, batch 32 × ≤64",
+    },
+    Row {
+        workload: "encoder-latency-base",
+        tokens: "encoder-b1.json",
+        model: "minilm",
+        what: "MiniLM latency, batch 1 × 32, base",
+    },
+    Row {
+        workload: "encoder-latency-merged",
+        tokens: "encoder-b1.json",
+        model: "minilm",
+        what: "MiniLM latency, batch 1 × 32, LoRA merged",
+    },
+    Row {
+        workload: "encoder-latency-unmerged",
+        tokens: "encoder-b1.json",
+        model: "minilm",
+        what: "MiniLM latency, batch 1 × 32, LoRA unmerged",
+    },
+    Row {
+        workload: "decoder-lora-step",
+        tokens: "decoder-b4.json",
+        model: "smollm2",
+        what: "SmolLM2-135M LoRA training step (r=8 q,v), batch 4 × ≤128",
+    },
+    Row {
+        workload: "decoder-prefill",
+        tokens: "decoder-b4.json",
+        model: "smollm2",
+        what: "SmolLM2-135M prefill, batch 4 × ≤128",
+    },
+    Row {
+        workload: "decoder-decode",
+        tokens: "decoder-prompt.json",
+        model: "smollm2",
+        what: "SmolLM2-135M greedy decoding after 32 tokens, batch 1",
+    },
+];
+
+/// The PyTorch script's name for a workload.
+fn pytorch_name(workload: &str) -> String {
+    workload
+        .replace("encoder-", "minilm-")
+        .replace("decoder-", "smollm2-")
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn vs_pytorch(args: &[String]) -> Result<()> {
+    let root = workspace_root()?;
+    let threads: Vec<usize> = flag(args, "--threads")
+        .unwrap_or("2")
+        .split(',')
+        .map(|t| {
+            t.trim()
+                .parse()
+                .context("--threads takes numbers, e.g. 1,2")
+        })
+        .collect::<Result<_>>()?;
+    let repeats = flag(args, "--repeats").unwrap_or("5").to_string();
+    step(
+        &root,
+        "build the release lora",
+        &["build", "--release", "--bin", "lora"],
+        &[],
+    )?;
+    let lora = target_dir(&root).join("release").join("lora");
+    let python = crate::python::pinned_python(&root)?;
+    let script = root.join("xtask/bench/pytorch_bench.py");
+    let tokens = target_dir(&root).join("bench-tokens");
+    crate::python::run(
+        Command::new(&lora)
+            .args(["bench", "--write-tokens"])
+            .arg(&tokens),
+    )?;
+    let models: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tokens.join("models.json"))?)?;
+    let mut results = Vec::new();
+    for &n in &threads {
+        for row in &ROWS {
+            let model = models[row.model]
+                .as_str()
+                .with_context(|| format!("models.json has no {}", row.model))?;
+            let token_file = tokens.join(row.tokens);
+            eprintln!("xtask: {} · {n} thread(s)", row.workload);
+            let ours = json_of(
+                Command::new(&lora)
+                    .args(["--quiet", "bench", "--workload", row.workload, "--model"])
+                    .arg(model)
+                    .arg("--tokens")
+                    .arg(&token_file)
+                    .args(["--repeats", &repeats, "--device", "flex"])
+                    .env("RAYON_NUM_THREADS", n.to_string()),
+            )?;
+            let theirs = json_of(
+                Command::new(&python)
+                    .arg(&script)
+                    .args(["--workload", &pytorch_name(row.workload), "--model"])
+                    .arg(model)
+                    .arg("--tokens")
+                    .arg(&token_file)
+                    .args(["--threads", &n.to_string(), "--repeats", &repeats]),
+            )?;
+            results.push((row, n, ours, theirs));
+        }
+    }
+    let report = performance_md(&results, &lora)?;
+    let path = root.join("docs/performance.md");
+    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+    std::fs::write(&path, replace_section(&existing, &report))?;
+    println!("{report}");
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+/// Runs a command that prints one JSON object as its last stdout line.
+fn json_of(command: &mut Command) -> Result<serde_json::Value> {
+    let out = command
+        .output()
+        .with_context(|| format!("could not start {command:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{command:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .with_context(|| format!("{command:?} printed no JSON:\n{stdout}"))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+const BEGIN: &str = "<!-- bench:vs-pytorch:begin -->";
+const END: &str = "<!-- bench:vs-pytorch:end -->";
+
+/// Puts `report` between the markers of `doc` (appending the section when they are missing).
+fn replace_section(doc: &str, report: &str) -> String {
+    let section = format!("{BEGIN}\n{report}\n{END}");
+    match (doc.find(BEGIN), doc.find(END)) {
+        (Some(a), Some(b)) if a < b => {
+            format!("{}{section}{}", &doc[..a], &doc[b + END.len()..])
+        }
+        _ if doc.is_empty() => format!("# Performance\n\n{section}\n"),
+        _ => format!("{}\n{section}\n", doc.trim_end()),
+    }
+}
+
+fn number(v: &serde_json::Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(serde_json::Value::as_f64)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    format!("{cpu}, {cores} cores")
+}
+
+fn performance_md(
+    results: &[(&Row, usize, serde_json::Value, serde_json::Value)],
+    lora: &Path,
+) -> Result<String> {
+    let date = String::from_utf8_lossy(
+        &Command::new("date")
+            .args(["-u", "+%Y-%m-%d"])
+            .output()?
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    let versions = results
+        .first()
+        .and_then(|(_, _, _, theirs)| theirs.get("versions"))
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let mut md = format!(
+        "## lora against PyTorch + PEFT, side by side\n\n\
+         Measured by `cargo xtask bench --vs-pytorch` on {date}: {machine}. Each workload runs in \
+         its own process, `lora` (release build, `{}`, flex backend) then PyTorch ({versions}), \
+         back to back on the same token ids (`lora bench --write-tokens`); the median of the \
+         timed runs after warm-up. Ratio: lora / PyTorch (below 1: lora is faster or smaller). \
+         Cores busy: CPU seconds / wall seconds of the timed runs.\n\n\
+         | workload | threads | unit | PyTorch | lora | ratio | peak MiB PyTorch / lora | cores busy PyTorch / lora |\n\
+         |---|---|---|---|---|---|---|---|\n",
+        lora.display(),
+        machine = machine(),
+    );
+    for (row, n, ours, theirs) in results {
+        let (a, b) = (number(theirs, "value"), number(ours, "value"));
+        let busy =
+            |v: &serde_json::Value| match (number(v, "cpu_seconds"), number(v, "wall_seconds")) {
+                (Some(c), Some(w)) if w > 0.0 => format!("{:.2}", c / w),
+                _ => "-".into(),
+            };
+        let mib = |v: &serde_json::Value| {
+            number(v, "peak_rss_mib").map_or("-".into(), |m| format!("{m:.0}"))
+        };
+        md += &format!(
+            "| {} | {n} | {} | {} | {} | {} | {} / {} | {} / {} |\n",
+            row.what,
+            ours.get("unit").and_then(|u| u.as_str()).unwrap_or(""),
+            a.map_or("-".into(), |v| format!("{v:.2}")),
+            b.map_or("-".into(), |v| format!("{v:.2}")),
+            match (a, b) {
+                (Some(a), Some(b)) if a > 0.0 => format!("{:.2}", b / a),
+                _ => "-".into(),
+            },
+            mib(theirs),
+            mib(ours),
+            busy(theirs),
+            busy(ours),
+        );
+    }
+    Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_is_replaced_in_place() {
+        let doc = format!("# P\n\nbefore\n{BEGIN}\nold\n{END}\nafter\n");
+        let new = replace_section(&doc, "new");
+        assert_eq!(new, format!("# P\n\nbefore\n{BEGIN}\nnew\n{END}\nafter\n"));
+        assert!(replace_section("", "x").contains("x"));
+    }
+}
