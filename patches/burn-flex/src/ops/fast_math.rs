@@ -1,0 +1,233 @@
+//! Vectorisable, multi-threaded `f32` kernels for the element-wise functions that dominate
+//! LoRA fine-tuning on a CPU after the matrix products (lora-burn's patch of burn-flex; see
+//! `patches/README.md` in lora-burn).
+//!
+//! The stock kernels call scalar `libm` (`erff`, `expf`) one element at a time on one thread
+//! and draw dropout masks through a ChaCha generator element by element. Here:
+//!
+//! - `erf` is Eigen's rational approximation for `f32` (max absolute error 4e-7 against the
+//!   exact function; GELU built on it is within 7e-7), `exp` the Cephes polynomial with a
+//!   round-to-nearest range reduction (about 1 ulp); both are branch-free, so the loops
+//!   vectorise, and long tensors are split across the rayon pool;
+//! - Bernoulli masks come from a counter-based generator (SplitMix64 of the element index and a
+//!   key drawn from the seeded backend RNG), so they are reproducible under `seed()`,
+//!   independent of the number of threads, and cheap.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use burn_backend::DType;
+use burn_std::Bytes;
+
+use crate::{FlexTensor, Layout};
+
+/// Tensors shorter than this run on the calling thread.
+const PARALLEL_MIN: usize = 1 << 15;
+/// Elements per parallel task.
+const CHUNK: usize = 1 << 13;
+
+/// `e^x` for `f32`: Cephes' `expf` polynomial after `x = n·ln2 + r`, branch-free.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = core::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 · 2^23: adding and subtracting it rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    const LO: f32 = -87.336_55;
+    const HI: f32 = 88.722_83;
+    let input = x;
+    let x = x.clamp(LO, HI);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let y = p * r * r + r + 1.0;
+    // 2^n by building the exponent bits; n lies in [-126, 128] after the clamp, and 2^128 is
+    // split so that the largest inputs still give a finite result.
+    let n = n as i32;
+    let half = n >> 1;
+    let scale_a = f32::from_bits(((half + 127) as u32) << 23);
+    let scale_b = f32::from_bits(((n - half + 127) as u32) << 23);
+    let y = y * scale_a * scale_b;
+    // As libm: 0 below the smallest normal result, infinity above the largest, NaN kept.
+    if input < LO {
+        0.0
+    } else if input > HI {
+        f32::INFINITY
+    } else if input.is_nan() {
+        input
+    } else {
+        y
+    }
+}
+
+/// `erf(x)` for `f32`: Eigen's rational approximation on `[-4, 4]` (`erf` is ±1 to `f32`
+/// precision beyond), max absolute error 4e-7.
+#[inline(always)]
+pub fn erf_f32(x: f32) -> f32 {
+    if x.is_nan() {
+        return x;
+    }
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = -2.726_142_3e-10_f32;
+    p = p * x2 + 2.770_681_4e-8;
+    p = p * x2 - 2.101_024e-6;
+    p = p * x2 - 5.692_506_4e-5;
+    p = p * x2 - 7.349_906e-4;
+    p = p * x2 - 2.954_600_2e-3;
+    p = p * x2 - 1.609_603_4e-2;
+    let p = x * p;
+    let mut q = -1.456_607_2e-5_f32;
+    q = q * x2 - 2.133_740_6e-4;
+    q = q * x2 - 1.682_827e-3;
+    q = q * x2 - 7.373_329e-3;
+    q = q * x2 - 1.426_474e-2;
+    p / q
+}
+
+/// GELU (the exact, erf form) of one element.
+#[inline(always)]
+pub fn gelu_f32(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf_f32(x * core::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// The derivative of GELU at `x`, times `grad`.
+#[inline(always)]
+pub fn gelu_backward_f32(x: f32, grad: f32) -> f32 {
+    // 1 / √(2π)
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let cdf = 0.5 * (1.0 + erf_f32(x * core::f32::consts::FRAC_1_SQRT_2));
+    let pdf = INV_SQRT_2PI * exp_f32(-0.5 * x * x);
+    grad * (cdf + x * pdf)
+}
+
+fn for_chunks(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    #[cfg(feature = "rayon")]
+    if out.len() >= PARALLEL_MIN {
+        use rayon::prelude::*;
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(i, chunk)| f(i * CHUNK, chunk));
+        return;
+    }
+    f(0, out);
+}
+
+/// The elements of a contiguous `f32` tensor, or `None` for any other tensor.
+fn contiguous_f32(tensor: &FlexTensor) -> Option<&[f32]> {
+    if tensor.dtype() != DType::F32 {
+        return None;
+    }
+    let (start, end) = tensor.layout().contiguous_offsets()?;
+    Some(&tensor.storage::<f32>()[start..end])
+}
+
+fn output(tensor: &FlexTensor, data: Vec<f32>) -> FlexTensor {
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(tensor.layout().shape().clone()),
+        DType::F32,
+    )
+}
+
+/// `f` of every element of a contiguous `f32` tensor, in parallel; `None` for other tensors
+/// (the caller's general path handles them).
+pub fn map_f32(tensor: &FlexTensor, f: impl Fn(f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
+    let src = contiguous_f32(tensor)?;
+    let mut out = vec![0.0_f32; src.len()];
+    for_chunks(&mut out, |start, chunk| {
+        let end = start + chunk.len();
+        for (o, &x) in chunk.iter_mut().zip(&src[start..end]) {
+            *o = f(x);
+        }
+    });
+    Some(output(tensor, out))
+}
+
+/// `f` of every pair of elements of two contiguous `f32` tensors of one shape, in parallel;
+/// `None` otherwise.
+pub fn zip_map_f32(
+    a: &FlexTensor,
+    b: &FlexTensor,
+    f: impl Fn(f32, f32) -> f32 + Sync + Send,
+) -> Option<FlexTensor> {
+    if a.layout().shape() != b.layout().shape() {
+        return None;
+    }
+    let (xa, xb) = (contiguous_f32(a)?, contiguous_f32(b)?);
+    let mut out = vec![0.0_f32; xa.len()];
+    for_chunks(&mut out, |start, chunk| {
+        let end = start + chunk.len();
+        for ((o, &x), &y) in chunk.iter_mut().zip(&xa[start..end]).zip(&xb[start..end]) {
+            *o = f(x, y);
+        }
+    });
+    Some(output(a, out))
+}
+
+/// SplitMix64's output for counter `i` under `key`.
+#[inline(always)]
+fn splitmix(key: u64, i: u64) -> u64 {
+    let mut z = key.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `n` Bernoulli(`p`) samples (1.0 with probability `p`, else 0.0) from the stream `key`.
+pub fn bernoulli_f32(n: usize, p: f64, key: u64) -> Vec<f32> {
+    // Compare 24 random bits with p · 2^24: exact for every p an f32 mask can express.
+    let threshold = (p.clamp(0.0, 1.0) * (1u64 << 24) as f64).round() as u64;
+    let mut out = vec![0.0_f32; n];
+    for_chunks(&mut out, |start, chunk| {
+        for (j, o) in chunk.iter_mut().enumerate() {
+            let bits = splitmix(key, (start + j) as u64) >> 40;
+            *o = if bits < threshold { 1.0 } else { 0.0 };
+        }
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_and_erf_match_libm() {
+        let mut worst_exp = 0.0_f64;
+        let mut worst_erf = 0.0_f64;
+        let mut x = -90.0_f32;
+        while x < 90.0 {
+            let exact = libm::exp(x as f64);
+            let rel = ((exp_f32(x) as f64 - exact) / exact.max(f64::MIN_POSITIVE)).abs();
+            if exact > 1e-37 && exact < 3e38 {
+                worst_exp = worst_exp.max(rel);
+            }
+            worst_erf = worst_erf.max((erf_f32(x) as f64 - libm::erf(x as f64)).abs());
+            x += 0.001_3;
+        }
+        assert!(worst_exp < 3e-7, "exp: relative error {worst_exp}");
+        assert!(worst_erf < 5e-7, "erf: absolute error {worst_erf}");
+        assert!(exp_f32(f32::NAN).is_nan() && erf_f32(f32::NAN).is_nan());
+        assert_eq!(exp_f32(-1000.0), 0.0);
+        assert_eq!(exp_f32(1000.0), f32::INFINITY);
+    }
+
+    #[test]
+    fn bernoulli_masks_have_the_probability_and_do_not_depend_on_threads() {
+        let n = 1 << 20;
+        let mask = bernoulli_f32(n, 0.9, 7);
+        let ones = mask.iter().filter(|&&v| v == 1.0).count() as f64 / n as f64;
+        assert!((ones - 0.9).abs() < 2e-3, "{ones}");
+        assert_eq!(mask, bernoulli_f32(n, 0.9, 7));
+        assert_ne!(mask, bernoulli_f32(n, 0.9, 8));
+        assert!(bernoulli_f32(100, 0.0, 1).iter().all(|&v| v == 0.0));
+        assert!(bernoulli_f32(100, 1.0, 1).iter().all(|&v| v == 1.0));
+    }
+}
