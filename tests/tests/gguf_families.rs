@@ -110,3 +110,76 @@ fn a_gguf_file_alone_loads_where_its_metadata_is_complete() {
         }
     }
 }
+
+/// `lora export --format gguf` against llama.cpp's own `convert_lora_to_gguf.py` on the same
+/// PEFT adapters: the same tensor names, shapes, types and metadata, and the same values, except
+/// where the converter is wrong (it drops Qwen2's `alpha_pattern`, which we fold into `lora_b`,
+/// and swaps GPT-2's factors, transposed).
+#[test]
+fn gguf_adapters_match_llama_cpp_s_converter() {
+    let device = lora_core::select_device(Some("flex")).unwrap();
+    for fixture in DECODERS {
+        let (mut model, _) =
+            load_causal_lm(&ModelSource::path(dir(fixture).join("model")), &device).unwrap();
+        lora_surgery::load_adapter(&mut model, &dir(fixture).join("adapter"), "default").unwrap();
+        let ours = lora_models::decoder::gguf_adapter::adapter_gguf(&model, "default")
+            .unwrap_or_else(|e| panic!("{fixture}: {e}"));
+        let ours = GgufFile::parse(std::path::Path::new("ours.gguf"), ours).unwrap();
+        let theirs = GgufFile::open(&dir(fixture).join("adapter.gguf")).unwrap();
+        for key in ["general.architecture", "general.type", "adapter.type"] {
+            assert_eq!(
+                ours.get(key).and_then(|v| v.as_str()),
+                theirs.get(key).and_then(|v| v.as_str()),
+                "{fixture}: {key}"
+            );
+        }
+        let alpha = |f: &GgufFile| f.get("adapter.lora.alpha").and_then(|v| v.as_f64());
+        assert_eq!(
+            alpha(&ours),
+            alpha(&theirs),
+            "{fixture}: adapter.lora.alpha"
+        );
+        let mut names: Vec<&str> = ours.tensors.iter().map(|t| t.name.as_str()).collect();
+        let mut expected: Vec<&str> = theirs.tensors.iter().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(names, expected, "{fixture}: tensor names");
+        for name in names {
+            let (a, b) = (
+                ours.read_tensor(name).unwrap(),
+                theirs.read_tensor(name).unwrap(),
+            );
+            if fixture == "tiny_gpt2" {
+                // The converter transposes GPT-2's Conv1D delta as a whole, (B·A)ᵀ = Aᵀ·Bᵀ, so
+                // its lora_a is our lora_b transposed and the other way round: wrong for
+                // llama.cpp, which multiplies lora_a with the input ([r, in]) as for any model
+                // (its c_attn factors do not even have the shapes llama.cpp checks).
+                let other = if name.ends_with("lora_a") {
+                    name.replace("lora_a", "lora_b")
+                } else {
+                    name.replace("lora_b", "lora_a")
+                };
+                let swapped = theirs.read_tensor(&other).unwrap().transposed();
+                assert_eq!(a.shape, swapped.shape, "{fixture} {name}: shape");
+                let diff = max_abs_diff(&a.data, &swapped.data);
+                assert!(diff <= 1e-6, "{fixture} {name}: max |Δ| {diff}");
+                continue;
+            }
+            assert_eq!(a.shape, b.shape, "{fixture} {name}: shape");
+            let info = |f: &GgufFile| f.tensor_info(name).unwrap().ggml_type.name();
+            assert_eq!(info(&ours), info(&theirs), "{fixture} {name}: type");
+            if fixture == "tiny_qwen2" && name.ends_with("lora_b") {
+                // Its alpha_pattern is folded into our lora_b: the same factor up to a
+                // per-layer constant, the ratio of the two scalings.
+                let dot = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f32>();
+                let ratio = dot(&a.data, &b.data) / dot(&b.data, &b.data);
+                let scaled: Vec<f32> = b.data.iter().map(|v| v * ratio).collect();
+                let diff = max_abs_diff(&a.data, &scaled);
+                assert!(diff <= 1e-5, "{fixture} {name}: not a multiple ({diff})");
+                continue;
+            }
+            let diff = max_abs_diff(&a.data, &b.data);
+            assert!(diff <= 1e-6, "{fixture} {name}: max |Δ| {diff}");
+        }
+    }
+}

@@ -151,6 +151,34 @@ fn families(
                 failed.push(format!("{name} ({command})"));
             }
         }
+        // Decoders: the GGUF adapter, read by llama.cpp's own gguf reader and compared with
+        // what llama.cpp's converter wrote for the same PEFT adapter.
+        let reference = fixture.join("adapter.gguf");
+        if reference.is_file() {
+            let out = work.join(format!("{name}-adapter.gguf"));
+            eprintln!("xtask: lora export --format gguf {name}");
+            let checked = Command::new(lora)
+                .args(["export", "--format", "gguf", "--model"])
+                .arg(&model)
+                .arg("--adapter")
+                .arg(&adapter)
+                .arg("--out")
+                .arg(&out)
+                .args(["--quiet", "--force"])
+                .env("BURN_DEVICE", "flex")
+                .status()?
+                .success()
+                && Command::new(python)
+                    .arg(root.join("xtask/interop/check_gguf_adapter.py"))
+                    .arg(&out)
+                    .arg(&reference)
+                    .arg(name)
+                    .status()?
+                    .success();
+            if !checked {
+                failed.push(format!("{name} (export --format gguf)"));
+            }
+        }
     }
     if !failed.is_empty() {
         bail!(

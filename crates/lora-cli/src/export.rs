@@ -1,6 +1,7 @@
 //! `lora export`: write a LoRA adapter as a clean PEFT directory (`adapter_config.json`,
 //! `adapter_model.safetensors`, a model card `README.md`, and `labels.json` for classifiers),
-//! after checking that it loads onto its base model.
+//! or (`--format gguf`) as one llama.cpp GGUF adapter file, after checking that it loads onto
+//! its base model.
 
 use std::path::PathBuf;
 
@@ -18,9 +19,14 @@ pub struct ExportArgs {
     /// The adapter to export: a PEFT directory, such as the --out of lora train or its best/.
     #[arg(long)]
     adapter: PathBuf,
-    /// The directory to write the PEFT adapter to (created if missing).
+    /// Where to write: the PEFT adapter directory (created if missing), or with --format gguf
+    /// the .gguf file.
     #[arg(long)]
     out: PathBuf,
+    /// peft (a PEFT directory) or gguf (llama.cpp's LoRA adapter format, for llama.cpp's --lora
+    /// and Ollama's ADAPTER; decoders only).
+    #[arg(long, default_value = "peft", value_parser = ["peft", "gguf"])]
+    format: String,
     /// The base model name to record in base_model_name_or_path (default: the adapter's, else
     /// --model).
     #[arg(long)]
@@ -38,6 +44,9 @@ pub fn export(args: ExportArgs, quiet: bool) -> Result<()> {
              --out of a lora train run with --method lora, or a PEFT adapter",
             args.adapter.display()
         );
+    }
+    if args.format == "gguf" {
+        return export_gguf(&args, quiet);
     }
     check_out_dir(&args.out, &[&args.adapter], args.force)?;
     let mut config = PeftConfig::from_file(&config_path)?;
@@ -68,6 +77,42 @@ pub fn export(args: ExportArgs, quiet: bool) -> Result<()> {
         println!(
             "exported {} as a PEFT adapter to {}",
             args.adapter.display(),
+            args.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes the adapter as llama.cpp's GGUF LoRA adapter (`--out FILE.gguf`).
+fn export_gguf(args: &ExportArgs, quiet: bool) -> Result<()> {
+    if args.out.extension().is_none_or(|e| e != "gguf") {
+        bail!(
+            "--format gguf writes one file: give --out a path ending in .gguf (got {})",
+            args.out.display()
+        );
+    }
+    if args.out.exists() && !args.force {
+        bail!(
+            "{} already exists; pass --force to overwrite it",
+            args.out.display()
+        );
+    }
+    let device = lora_core::select_device(args.model.device.as_deref())?;
+    let loaded = load(&args.model, Some(&args.adapter), &device)?;
+    let LoadedModel::CausalLm(model) = loaded.model else {
+        bail!(
+            "GGUF adapters are llama.cpp's, for decoder language models; {} is a sequence \
+             classifier (export it as a PEFT directory, the default --format)",
+            args.model.model
+        );
+    };
+    let bytes = lora_models::decoder::gguf_adapter::adapter_gguf(&model, ADAPTER_NAME)?;
+    lora_core::io::write_atomic(&args.out, &bytes)?;
+    if !quiet {
+        println!(
+            "exported {} as a llama.cpp GGUF adapter ({} architecture) to {}",
+            args.adapter.display(),
+            lora_models::decoder::gguf_adapter::gguf_architecture(model.config().family),
             args.out.display()
         );
     }

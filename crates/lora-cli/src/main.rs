@@ -120,10 +120,12 @@ enum Command {
         An interrupted experiment resumes: finished runs are reused, an unfinished one continues\n\
         from its checkpoint.")]
     Experiment(ExperimentArgs),
-    /// Write a LoRA adapter as a clean PEFT directory (with a model card), checked against its base.
+    /// Write a LoRA adapter as a clean PEFT directory (with a model card) or a llama.cpp GGUF
+    /// adapter, checked against its base.
     #[command(after_help = "Examples:\n  \
         lora export --model minilm --adapter runs/lora/best --out sentiment-adapter\n  \
-        lora export --model smollm2 --adapter runs/lm --out lm-adapter --base-model-name HuggingFaceTB/SmolLM2-135M-Instruct")]
+        lora export --model smollm2 --adapter runs/lm --out lm-adapter --base-model-name HuggingFaceTB/SmolLM2-135M-Instruct\n  \
+        lora export --model smollm2 --adapter runs/lm --format gguf --out lm-adapter.gguf   # llama.cpp --lora")]
     Export(ExportArgs),
     /// Time one workload (training step, forward pass, decoding) on a token file, as JSON.
     #[command(after_help = "Examples:\n  \

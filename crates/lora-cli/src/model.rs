@@ -15,7 +15,7 @@ const LABELS_FILE: &str = "labels.json";
 #[derive(Args)]
 pub struct ModelArgs {
     /// A Hugging Face directory, a .gguf file, an asset name (minilm, smollm2), or a Hugging Face
-    /// model id (org/name[@revision], from the Hugging Face cache or downloaded into it).
+    /// model id (`org/name[@revision]`, from the Hugging Face cache or downloaded into it).
     #[arg(long)]
     pub model: String,
     /// Backend: flex, ndarray, wgpu, cuda or cuda:N (default: BURN_DEVICE, else the first compiled).

@@ -56,6 +56,7 @@ pub mod encoder;
 pub mod error;
 pub mod export;
 pub mod gguf;
+pub mod gguf_write;
 pub mod layers;
 pub mod loader;
 pub mod tokenizer;

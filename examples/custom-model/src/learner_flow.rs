@@ -1,4 +1,4 @@
-//! The Burn-native route: the LoRA-wrapped [`Mlp`](crate::Mlp) trained by burn-train's
+//! The Burn-native route: the LoRA-wrapped [`Mlp`] trained by burn-train's
 //! `Learner` / `SupervisedTraining`, with a `DataLoader`, loss and accuracy metrics and
 //! checkpoints.
 //!

@@ -1,4 +1,4 @@
-//! PEFT's flow on [`Mlp`](crate::Mlp): `get_peft_model` → train the adapter → `save_pretrained`
+//! PEFT's flow on [`Mlp`]: `get_peft_model` → train the adapter → `save_pretrained`
 //! → `from_pretrained` on a fresh base → `merge_and_unload`.
 
 use std::path::Path;

@@ -4,8 +4,8 @@
 //! per-token decoding latency, and a decoder instruction-tuned on the classification task.
 //!
 //! - [`config`]: what to run (presets, TOML overrides, the models);
-//! - [`plan`]: the encoder's training runs that follow from it;
-//! - [`run`]: one encoder training run and the encoder latency measurements;
+//! - [`plan`](mod@plan): the encoder's training runs that follow from it;
+//! - [`run`](mod@run): one encoder training run and the encoder latency measurements;
 //! - [`decoder`]: the decoder's runs and latency;
 //! - [`report`]: the tables, CSVs, plots and `results.json`.
 //!

@@ -63,6 +63,24 @@ fn global_names(family: DecoderFamily) -> Vec<(&'static str, String)> {
     rows
 }
 
+/// llama.cpp's name of a Hugging Face tensor key of a `family` model (`….weight` / `….bias`),
+/// e.g. `model.layers.3.self_attn.q_proj.weight` → `blk.3.attn_q.weight`.
+pub fn gguf_tensor_name(family: DecoderFamily, hf: &str) -> Option<String> {
+    let (module, param) = hf.rsplit_once('.')?;
+    for (g, h) in global_names(family) {
+        if h == module {
+            return Some(format!("{g}.{param}"));
+        }
+    }
+    let layers = family.names().layers;
+    let (index, rest) = module
+        .strip_prefix(layers)?
+        .strip_prefix('.')?
+        .split_once('.')?;
+    let (g, _) = layer_names(family).into_iter().find(|(_, h)| h == rest)?;
+    Some(format!("blk.{index}.{g}.{param}"))
+}
+
 /// A GGUF decoder file seen through Hugging Face tensor names.
 pub struct GgufDecoderWeights<'a> {
     file: &'a GgufFile,
@@ -84,21 +102,7 @@ impl<'a> GgufDecoderWeights<'a> {
 
     /// The GGUF name of a Hugging Face tensor key (`….weight` / `….bias`).
     fn gguf_name(&self, hf: &str) -> Option<String> {
-        let (module, param) = hf.rsplit_once('.')?;
-        for (g, h) in global_names(self.family) {
-            if h == module {
-                return Some(format!("{g}.{param}"));
-            }
-        }
-        let layers = self.family.names().layers;
-        let (index, rest) = module
-            .strip_prefix(layers)?
-            .strip_prefix('.')?
-            .split_once('.')?;
-        let (g, _) = layer_names(self.family)
-            .into_iter()
-            .find(|(_, h)| h == rest)?;
-        Some(format!("blk.{index}.{g}.{param}"))
+        gguf_tensor_name(self.family, hf)
     }
 
     /// The Hugging Face key of a GGUF tensor name.
@@ -182,6 +186,15 @@ impl WeightSource for GgufDecoderWeights<'_> {
 /// Undoes llama.cpp's `permute` of Llama's Q/K weights: within each head, GGUF row `2·i + j`
 /// is Hugging Face row `j·(head_dim/2) + i`.
 pub(crate) fn unpermute_rows(tensor: &HostTensor, heads: usize) -> Result<Vec<f32>> {
+    move_rows(tensor, heads, false)
+}
+
+/// llama.cpp's `permute` of Llama's Q/K rows (the inverse of [`unpermute_rows`]), for writing.
+pub(crate) fn permute_rows(tensor: &HostTensor, heads: usize) -> Result<Vec<f32>> {
+    move_rows(tensor, heads, true)
+}
+
+fn move_rows(tensor: &HostTensor, heads: usize, to_gguf: bool) -> Result<Vec<f32>> {
     let rows = tensor.shape[0];
     let cols: usize = tensor.shape[1..].iter().product();
     if heads == 0 || !rows.is_multiple_of(2 * heads) {
@@ -195,8 +208,9 @@ pub(crate) fn unpermute_rows(tensor: &HostTensor, heads: usize) -> Result<Vec<f3
     for h in 0..heads {
         for i in 0..half {
             for j in 0..2 {
-                let src = h * head_dim + 2 * i + j;
-                let dst = h * head_dim + j * half + i;
+                let gguf = h * head_dim + 2 * i + j;
+                let hf = h * head_dim + j * half + i;
+                let (src, dst) = if to_gguf { (hf, gguf) } else { (gguf, hf) };
                 out[dst * cols..(dst + 1) * cols]
                     .copy_from_slice(&tensor.data[src * cols..(src + 1) * cols]);
             }

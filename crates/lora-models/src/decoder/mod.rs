@@ -12,6 +12,7 @@
 pub mod config;
 pub mod generate;
 pub mod gguf;
+pub mod gguf_adapter;
 pub mod model;
 pub mod names;
 
