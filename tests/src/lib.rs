@@ -13,7 +13,12 @@ pub fn fixtures_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("LORA_BURN_FIXTURES") {
         return PathBuf::from(dir);
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    // `cargo test` sets it at run time too; prefer that (a shared target directory may hold a
+    // build made in another checkout).
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let dir = manifest.join("fixtures");
     assert!(
         dir.is_dir(),
         "conformance fixtures not found at {} (regenerate them with `cargo xtask fixtures`)",

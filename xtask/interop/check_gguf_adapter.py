@@ -4,8 +4,9 @@ wrote for the same PEFT adapter: metadata, tensor names, shapes and types, and v
 
 Where the converter is known to be wrong the comparison says so instead of failing: it drops
 PEFT's `alpha_pattern` (tiny_qwen2; we fold each layer's own scaling into its `lora_b`, so only
-a per-tensor factor differs) and writes GPT-2's factors transposed (llama.cpp then refuses the
-file; ours has llama.cpp's own orientation).
+a per-tensor factor differs) and transposes GPT-2's Conv1D delta as a whole, (B·A)ᵀ = Aᵀ·Bᵀ,
+so its lora_a is our lora_b transposed and the other way round (llama.cpp then refuses its
+c_attn factors; ours have the orientation llama.cpp multiplies with, lora_a = [r, in]).
 
 usage: check_gguf_adapter.py OURS.gguf THEIRS.gguf FIXTURE_NAME
 """
@@ -42,10 +43,11 @@ def main():
             sys.exit(f"{fixture} {name}: type {a.tensor_type!r} vs {b.tensor_type!r}")
         x, y = np.array(a.data, dtype=np.float64), np.array(b.data, dtype=np.float64)
         if fixture == "tiny_gpt2":
-            if list(a.shape) != list(reversed(b.shape)):
-                sys.exit(f"{fixture} {name}: shape {list(a.shape)} vs {list(b.shape)}")
-            continue
-        if list(a.shape) != list(b.shape):
+            swapped = name.replace("lora_a", "lora_b") if name.endswith("lora_a") else name.replace("lora_b", "lora_a")
+            y = np.array(tt[swapped].data, dtype=np.float64).T
+            if x.shape != y.shape:
+                sys.exit(f"{fixture} {name}: shape {x.shape} vs the converter's {swapped} transposed {y.shape}")
+        elif list(a.shape) != list(b.shape):
             sys.exit(f"{fixture} {name}: shape {list(a.shape)} vs {list(b.shape)}")
         if fixture == "tiny_qwen2" and name.endswith("lora_b"):
             ratio = float((x * y).sum() / (y * y).sum())

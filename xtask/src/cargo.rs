@@ -163,7 +163,11 @@ pub fn experiment(args: &[String]) -> Result<()> {
 
 /// The workspace root (the parent of xtask's manifest directory).
 pub fn workspace_root() -> Result<PathBuf> {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // `cargo run` sets it at run time too: prefer that, since a target directory shared by two
+    // checkouts may hold an xtask built in the other one.
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     Ok(manifest
         .parent()
         .context("xtask has no parent directory")?
