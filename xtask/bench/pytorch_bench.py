@@ -137,7 +137,7 @@ def load_batch(path, causal):
     if ids.dim() != 2 or ids.shape != mask.shape:
         raise SystemExit(f"{path}: input_ids {tuple(ids.shape)} and attention_mask {tuple(mask.shape)} "
                          "must be the same [batch, seq] shape")
-    labels = d.get("labels")
+    labels = d.get("labels") or None  # inference-only files carry an empty list
     if labels is not None:
         labels = torch.tensor(labels, dtype=torch.long)
         want = ids.shape if causal else ids.shape[:1]

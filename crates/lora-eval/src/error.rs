@@ -23,8 +23,8 @@ pub enum EvalError {
     /// A file could not be read or written.
     #[error(transparent)]
     File(#[from] lora_core::IoError),
-    /// A setting that cannot work.
-    #[error("invalid experiment setting: {0}")]
+    /// A setting or input that cannot work (an experiment setting, a benchmark's token file).
+    #[error("invalid setting: {0}")]
     Config(String),
     /// A report or plot could not be written.
     #[error("writing {path}: {reason}")]

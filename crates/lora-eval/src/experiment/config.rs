@@ -431,12 +431,14 @@ impl ExperimentConfig {
                     budget(Some(320), Some(50), Some(200), 1, 8, 64),
                 ),
                 latency: latency(7),
+                // Sized for the 20-minute budget: twelve decoder runs of 12 steps each, their
+                // test generations (32 articles, 20 new tokens) included, take about half of it.
                 decoder: decoder(
-                    budget(Some(64), Some(16), Some(48), 1, 4, 160),
-                    24,
-                    budget(Some(96), Some(16), Some(100), 1, 8, 128),
+                    budget(Some(48), Some(16), Some(32), 1, 4, 128),
+                    20,
+                    budget(Some(64), Some(16), Some(64), 1, 8, 128),
                     vec![1, 2],
-                    decoder_latency(64, 3),
+                    decoder_latency(64, 2),
                 ),
             },
             Preset::Full => Self {

@@ -3,7 +3,8 @@
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::model::{DecoderBatch, DecoderForCausalLM, KvCache};
+use super::cache::KvCache;
+use super::model::{DecoderBatch, DecoderForCausalLM};
 use crate::error::{ModelError, Result};
 
 /// How [`DecoderForCausalLM::generate`] picks tokens.

@@ -4,11 +4,13 @@
 //! - [`config`]: the family and every setting, read from `config.json` with transformers'
 //!   defaults (RoPE variants, sliding windows, soft-capping, biases, norms);
 //! - [`names`]: each family's Hugging Face module names, one table per family;
+//! - [`cache`]: the keys and values of earlier positions, for decoding;
 //! - [`model`]: the layers and the forward pass (grouped-query attention, fused or separate
 //!   projections, gated or plain MLP, tied or untied head, KV cache);
 //! - [`generate`]: greedy and sampled generation;
 //! - [`gguf`]: the same models from llama.cpp's GGUF files.
 
+pub mod cache;
 pub mod config;
 pub mod generate;
 pub mod gguf;
@@ -16,7 +18,8 @@ pub mod gguf_adapter;
 pub mod model;
 pub mod names;
 
+pub use cache::KvCache;
 pub use config::{DecoderConfig, DecoderFamily, LayerKind, Positions};
 pub use generate::GenerationConfig;
-pub use model::{DecoderBatch, DecoderForCausalLM, DecoderLayer, KvCache, ids_tensor};
+pub use model::{DecoderBatch, DecoderForCausalLM, DecoderLayer, ids_tensor};
 pub use names::DecoderNames;

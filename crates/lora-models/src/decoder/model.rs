@@ -6,6 +6,7 @@ use burn::nn::Embedding;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use lora_core::{BottleneckAdapter, LoraLinear};
 
+use super::cache::{KvCache, LayerCache, extend};
 use super::config::{DecoderConfig, DecoderFamily, LayerKind, Positions};
 use super::names::DecoderNames;
 use crate::error::{ModelError, Result};
@@ -69,34 +70,6 @@ pub struct DecoderLayer {
     pub attention_adapter: Option<BottleneckAdapter>,
     /// Adapter after the MLP (AdapterH and AdapterL).
     pub ffn_adapter: Option<BottleneckAdapter>,
-}
-
-/// Cached keys and values of earlier positions, one entry per layer, `[batch, kv_heads, past,
-/// head_dim]`, after RoPE.
-#[derive(Debug, Clone, Default)]
-pub struct KvCache {
-    pub(crate) layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
-}
-
-impl KvCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Number of cached positions.
-    pub fn len(&self) -> usize {
-        self.layers
-            .first()
-            .and_then(|l| l.as_ref())
-            .map(|(k, _)| k.dims()[2])
-            .unwrap_or(0)
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A batch for the decoder: token ids and, optionally, which keys are padding, each token's
@@ -489,7 +462,7 @@ impl DecoderForCausalLM {
         h: Tensor<3>,
         tables: Option<&(Tensor<4>, Tensor<4>)>,
         mask: Option<&Tensor<4>>,
-        cache: &mut Option<(Tensor<4>, Tensor<4>)>,
+        cache: &mut Option<LayerCache>,
     ) -> Tensor<3> {
         let c = &self.config;
         let [b, s, _] = h.dims();
@@ -523,16 +496,12 @@ impl DecoderForCausalLM {
         };
         let mut q = split(q, heads, &attn.q_norm);
         let mut k = split(k, kv_heads, &attn.k_norm);
-        let mut v = split(v, kv_heads, &None);
+        let v = split(v, kv_heads, &None);
         if let Some((cos, sin)) = tables {
             q = apply_rope(q, cos, sin);
             k = apply_rope(k, cos, sin);
         }
-        if let Some((past_k, past_v)) = cache.take() {
-            k = Tensor::cat(vec![past_k, k], 2);
-            v = Tensor::cat(vec![past_v, v], 2);
-        }
-        *cache = Some((k.clone().detach(), v.clone().detach()));
+        let (k, v) = extend(cache, k, v);
         let mut scale = c.attention_scale;
         if c.scale_by_inverse_layer {
             scale /= (index + 1) as f64;

@@ -82,17 +82,21 @@ pub fn attend(
 ) -> Tensor<3> {
     let [b, heads, s, d] = q.dims();
     let [_, kv_heads, t, dv] = v.dims();
-    let repeat = |x: Tensor<4>, width: usize| {
-        if kv_heads == heads {
-            return x;
-        }
-        let n_rep = heads / kv_heads;
-        x.unsqueeze_dim::<5>(2)
-            .expand([b, kv_heads, n_rep, t, width])
-            .reshape([b, heads, t, width])
+    // Grouped-query attention without repeating keys and values: the `n_rep` query heads that
+    // share a key/value head (heads `g·n_rep .. (g+1)·n_rep`, as transformers' `repeat_kv`
+    // pairs them) are stacked along the query axis, `[b, kv_heads, n_rep·s, d]`, so each
+    // matmul reads the (possibly cached, strided) keys and values once.
+    let n_rep = heads / kv_heads;
+    let grouped = n_rep > 1;
+    let q = if grouped {
+        q.reshape([b, kv_heads, n_rep * s, d])
+    } else {
+        q
     };
-    let (k, v) = (repeat(k, d), repeat(v, dv));
-    let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+    let mut scores = q
+        .matmul(k.swap_dims(2, 3))
+        .reshape([b, heads, s, t])
+        .mul_scalar(scale);
     if let Some(cap) = softcap {
         scores = scores.div_scalar(cap).tanh().mul_scalar(cap);
     }
@@ -103,7 +107,16 @@ pub fn attend(
     if let Some(dropout) = dropout {
         probs = dropout.forward(probs);
     }
-    probs.matmul(v).swap_dims(1, 2).reshape([b, s, heads * dv])
+    let probs = if grouped {
+        probs.reshape([b, kv_heads, n_rep * s, t])
+    } else {
+        probs
+    };
+    probs
+        .matmul(v)
+        .reshape([b, heads, s, dv])
+        .swap_dims(1, 2)
+        .reshape([b, s, heads * dv])
 }
 
 #[cfg(test)]
