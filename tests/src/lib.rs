@@ -13,12 +13,19 @@ pub fn fixtures_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("LORA_BURN_FIXTURES") {
         return PathBuf::from(dir);
     }
-    // `cargo test` sets it at run time too; prefer that (a shared target directory may hold a
-    // build made in another checkout).
-    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    let dir = manifest.join("fixtures");
+    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    if !dir.is_dir() {
+        // A target directory shared by two checkouts may hold this library built in the other
+        // one: look above the crate `cargo test` runs (it sets the variable at run time too).
+        if let Some(found) = std::env::var_os("CARGO_MANIFEST_DIR").and_then(|m| {
+            PathBuf::from(m)
+                .ancestors()
+                .map(|a| a.join("tests/fixtures"))
+                .find(|d| d.is_dir())
+        }) {
+            dir = found;
+        }
+    }
     assert!(
         dir.is_dir(),
         "conformance fixtures not found at {} (regenerate them with `cargo xtask fixtures`)",

@@ -244,7 +244,15 @@ fn test_row(
     env: &[(&str, &str)],
 ) -> Row {
     let started = Instant::now();
-    let mut args = vec!["test", "--workspace", "--features", TEST_FEATURES, "--"];
+    // Every test binary runs even after one fails, so one row reports all of its failures.
+    let mut args = vec![
+        "test",
+        "--no-fail-fast",
+        "--workspace",
+        "--features",
+        TEST_FEATURES,
+        "--",
+    ];
     args.extend_from_slice(filter);
     let ok = step(root, &format!("tests on {backend}"), &args, env).is_ok();
     Row {

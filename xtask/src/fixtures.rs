@@ -3,7 +3,8 @@
 //! through lora-assets), and a tiny random checkpoint, PEFT adapter and reference outputs of
 //! every supported family (`xtask/fixtures/make_fixtures.py`), then the GGUF files llama.cpp's
 //! own converters write for the decoder fixtures (`xtask/fixtures/make_gguf_fixtures.py`, with
-//! the converters taken from the hash-pinned `llama-cpp-python` source distribution).
+//! the converters taken from the hash-pinned `llama-cpp-python` source distribution), and what
+//! transformers' `apply_chat_template` renders (`xtask/fixtures/chat_template_fixture.py`).
 
 use std::process::Command;
 
@@ -27,8 +28,18 @@ pub fn run_fixtures(args: &[String]) -> Result<()> {
         .arg(&assets[1])
         .args(args)
         .current_dir(&root))?;
-    // Always after make_fixtures.py, which rewrites the tiny fixtures, README and manifest
-    // (it takes the same arguments, and ignores `--compare-with`).
+    // What transformers' `apply_chat_template` renders with every tiny fixture's template (as
+    // make_fixtures.py just wrote them) and with SmolLM2's own, read from its GGUF.
+    run(Command::new(&python)
+        .arg(root.join("xtask/fixtures/chat_template_fixture.py"))
+        .arg("--fixtures")
+        .arg(root.join("tests/fixtures"))
+        .arg("--smollm2-gguf")
+        .arg(&assets[1])
+        .current_dir(&root))?;
+    // Last: make_fixtures.py rewrites the tiny fixtures, README and manifest, and this one
+    // refreshes both from what is on disk (it takes the same arguments, and ignores
+    // `--compare-with`).
     run(Command::new(&python)
         .arg(root.join("xtask/fixtures/make_gguf_fixtures.py"))
         .arg("--out")
