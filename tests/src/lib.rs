@@ -229,3 +229,72 @@ pub struct ReadmeDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/guide.md")]
 pub struct GuideDoctests;
+
+/// Checks a chat template against what transformers' `apply_chat_template` rendered for the
+/// same conversations (`xtask/fixtures/chat_template_fixture.py`): for every case of `cases`
+/// (`{name: {text, ids, prefixes} | {error}}`, the conversations in `conversations`), the full
+/// render's text and ids, and the generation prompt before every assistant turn; or, where
+/// transformers' template raised, the same message. `encode` tokenizes without special tokens.
+/// Returns how many cases were checked.
+pub fn check_chat_renders(
+    label: &str,
+    template: &lora_data::ChatTemplate,
+    encode: impl Fn(&str) -> Vec<u32>,
+    conversations: &serde_json::Value,
+    cases: &serde_json::Value,
+) -> usize {
+    use lora_data::sft::{Message, Role};
+    let ids_of = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let mut checked = 0;
+    for (name, expected) in cases.as_object().unwrap() {
+        let messages: Vec<Message> = conversations[name]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let role = Role::from_name(m["role"].as_str().unwrap()).unwrap();
+                Message::new(role, m["content"].as_str().unwrap())
+            })
+            .collect();
+        let got = template.render(&messages, false);
+        if let Some(error) = expected.get("error") {
+            match got {
+                Err(lora_data::DataError::TemplateRaised { message, .. }) => {
+                    assert_eq!(message, error.as_str().unwrap(), "{label}/{name}")
+                }
+                other => panic!("{label}/{name}: expected the template to raise, got {other:?}"),
+            }
+            checked += 1;
+            continue;
+        }
+        let text = got.unwrap_or_else(|e| panic!("{label}/{name}: {e}"));
+        assert_eq!(text, expected["text"].as_str().unwrap(), "{label}/{name}");
+        assert_eq!(
+            encode(&text),
+            ids_of(&expected["ids"]),
+            "{label}/{name} ids"
+        );
+        for prefix in expected["prefixes"].as_array().unwrap() {
+            let turn = prefix["turn"].as_u64().unwrap() as usize;
+            let text = template.render(&messages[..turn], true).unwrap();
+            assert_eq!(
+                text,
+                prefix["text"].as_str().unwrap(),
+                "{label}/{name} prefix {turn}"
+            );
+            assert_eq!(
+                encode(&text),
+                ids_of(&prefix["ids"]),
+                "{label}/{name} prefix {turn} ids"
+            );
+        }
+        checked += 1;
+    }
+    checked
+}
