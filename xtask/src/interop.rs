@@ -124,23 +124,27 @@ fn families(
     for name in &names {
         let fixture = fixtures.join(name);
         let (model, adapter) = (fixture.join("model"), fixture.join("adapter"));
-        for (command, out) in [
-            ("merge", work.join(format!("{name}-merged"))),
-            ("export", work.join(format!("{name}-exported"))),
-        ] {
-            eprintln!("xtask: lora {command} {name}");
-            let status = Command::new(lora)
-                .arg(command)
+        // `lora <command…> --model <model> --adapter <adapter> --out <out>`, quietly, on flex.
+        let lora_to = |command: &[&str], out: &std::path::Path| -> Result<bool> {
+            Ok(Command::new(lora)
+                .args(command)
                 .arg("--model")
                 .arg(&model)
                 .arg("--adapter")
                 .arg(&adapter)
                 .arg("--out")
-                .arg(&out)
+                .arg(out)
                 .args(["--quiet", "--force"])
                 .env("BURN_DEVICE", "flex")
-                .status()?;
-            let checked = status.success()
+                .status()?
+                .success())
+        };
+        for (command, out) in [
+            ("merge", work.join(format!("{name}-merged"))),
+            ("export", work.join(format!("{name}-exported"))),
+        ] {
+            eprintln!("xtask: lora {command} {name}");
+            let checked = lora_to(&[command], &out)?
                 && Command::new(python)
                     .arg(root.join("xtask/fixtures/check_family.py"))
                     .arg(&fixture)
@@ -157,17 +161,7 @@ fn families(
         if reference.is_file() {
             let out = work.join(format!("{name}-adapter.gguf"));
             eprintln!("xtask: lora export --format gguf {name}");
-            let checked = Command::new(lora)
-                .args(["export", "--format", "gguf", "--model"])
-                .arg(&model)
-                .arg("--adapter")
-                .arg(&adapter)
-                .arg("--out")
-                .arg(&out)
-                .args(["--quiet", "--force"])
-                .env("BURN_DEVICE", "flex")
-                .status()?
-                .success()
+            let checked = lora_to(&["export", "--format", "gguf"], &out)?
                 && Command::new(python)
                     .arg(root.join("xtask/interop/check_gguf_adapter.py"))
                     .arg(&out)
