@@ -5,8 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors};
-
 /// The repository's conformance fixtures, `tests/fixtures` (written by `cargo xtask fixtures`;
 /// override with `LORA_BURN_FIXTURES`).
 pub fn fixtures_dir() -> PathBuf {
@@ -58,37 +56,23 @@ pub fn fixture_sentences() -> Vec<String> {
         .collect()
 }
 
-/// A tensor read from a fixture file.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FixtureTensor {
-    /// Float data.
-    F32(Vec<usize>, Vec<f32>),
-    /// Integer data.
-    I64(Vec<usize>, Vec<i64>),
+pub use lora_eval::conformance::FixtureTensor;
+
+/// The panicking accessors tests use on a [`FixtureTensor`].
+pub trait FixtureTensorExt {
+    /// The float data, panicking for integer tensors.
+    fn f32(&self) -> &[f32];
+    /// The integer data, panicking for float tensors.
+    fn i64(&self) -> &[i64];
 }
 
-impl FixtureTensor {
-    /// The float data, panicking for integer tensors.
-    pub fn f32(&self) -> &[f32] {
-        match self {
-            FixtureTensor::F32(_, v) => v,
-            FixtureTensor::I64(..) => panic!("expected a float tensor"),
-        }
+impl FixtureTensorExt for FixtureTensor {
+    fn f32(&self) -> &[f32] {
+        self.as_f32().expect("expected a float tensor")
     }
 
-    /// The integer data, panicking for float tensors.
-    pub fn i64(&self) -> &[i64] {
-        match self {
-            FixtureTensor::I64(_, v) => v,
-            FixtureTensor::F32(..) => panic!("expected an integer tensor"),
-        }
-    }
-
-    /// The shape.
-    pub fn shape(&self) -> &[usize] {
-        match self {
-            FixtureTensor::F32(s, _) | FixtureTensor::I64(s, _) => s,
-        }
+    fn i64(&self) -> &[i64] {
+        self.as_i64().expect("expected an integer tensor")
     }
 }
 
@@ -99,41 +83,13 @@ pub fn read_fixture(relative: &str) -> BTreeMap<String, FixtureTensor> {
 
 /// Every tensor of a safetensors file (F32 or I64), by name.
 pub fn read_safetensors(path: &Path) -> BTreeMap<String, FixtureTensor> {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let tensors = SafeTensors::deserialize(&bytes).expect("fixture is valid safetensors");
-    tensors
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let shape = view.shape().to_vec();
-            let data = view.data();
-            let tensor = match view.dtype() {
-                Dtype::F32 => FixtureTensor::F32(
-                    shape,
-                    data.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                        .collect(),
-                ),
-                Dtype::I64 => FixtureTensor::I64(
-                    shape,
-                    data.chunks_exact(8)
-                        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
-                        .collect(),
-                ),
-                other => panic!("unexpected fixture dtype {other:?} for {name}"),
-            };
-            (name, tensor)
-        })
-        .collect()
+    lora_eval::conformance::read_tensors(path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Largest absolute difference between two equally long slices.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    lora_eval::conformance::max_abs_diff(a, b)
 }
 
 /// Index of the largest element.

@@ -18,7 +18,7 @@ use lora_models::decoder::gguf::GgufDecoderWeights;
 use lora_models::{
     ConfigJson, DecoderConfig, DecoderForCausalLM, GgufFile, ModelSource, load_causal_lm,
 };
-use lora_tests::{FixtureTensor, fixtures_dir, max_abs_diff, read_safetensors};
+use lora_tests::{FixtureTensor, FixtureTensorExt, fixtures_dir, max_abs_diff, read_safetensors};
 
 const DECODERS: [&str; 12] = [
     "tiny_llama",

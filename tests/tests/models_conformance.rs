@@ -3,7 +3,7 @@
 
 use burn::tensor::Tensor;
 use lora_models::{GenerationConfig, ModelSource, load_causal_lm, load_encoder, mean_pool};
-use lora_tests::{argmax, asset, fixture_sentences, max_abs_diff, read_fixture};
+use lora_tests::{FixtureTensorExt, argmax, asset, fixture_sentences, max_abs_diff, read_fixture};
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()

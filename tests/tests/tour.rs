@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use lora_tests::cli::{floats, json_of, lora, succeeded};
-use lora_tests::{fixtures_dir, max_abs_diff, read_fixture, read_safetensors};
+use lora_tests::{FixtureTensorExt, fixtures_dir, max_abs_diff, read_fixture, read_safetensors};
 
 const TEXTS: [&str; 3] = [
     "A gripping, beautifully acted film.",

@@ -122,6 +122,28 @@ pub fn run(args: &[String]) -> Result<()> {
             seconds: 0.0,
         }),
     }
+    if vulkan_driver().is_some() {
+        // The GPU bundle, built as for a lent GPU (the loaders aside: this machine has them)
+        // and run in its --small mode on lavapipe, so it is known to work before a GPU comes.
+        let started_bundle = Instant::now();
+        let outcome = match crate::gpu_bundle::run(&[
+            "--without-loaders".into(),
+            "--test-build".into(),
+            "--check".into(),
+        ]) {
+            Ok(()) => Outcome::Passed,
+            Err(e) => {
+                eprintln!("xtask: gpu-bundle: {e:#}");
+                Outcome::Failed
+            }
+        };
+        rows.push(Row {
+            backend: "wgpu",
+            what: "GPU bundle: run.sh --small (parity on every fixture, every benchmark)",
+            outcome,
+            seconds: started_bundle.elapsed().as_secs_f64(),
+        });
+    }
     rows.extend(cuda_rows(&root));
     let started_interop = Instant::now();
     let outcome = match crate::interop::run() {

@@ -10,11 +10,13 @@
 //! - `cargo xtask package [--allow-dirty]`: `cargo package` of every published crate, verified.
 //! - `cargo xtask interop`: transformers and PEFT load what `lora merge` / `lora export` write.
 //! - `cargo xtask fetch [NAME...]`: the pinned real assets, ahead of time.
+//! - `cargo xtask gpu-bundle [--check]`: the folder a lent GPU machine runs (`run.sh`).
 
 mod bench;
 mod cargo;
 mod ci;
 mod fixtures;
+mod gpu_bundle;
 mod interop;
 mod python;
 
@@ -42,6 +44,11 @@ tasks:
                with lora's outputs (also run by ci)
   fetch [--cache DIR] [NAME...]
                fetch the pinned real assets (minilm, smollm2, movie-sentiment, bbc-news)
+  gpu-bundle [--out DIR] [--without-loaders] [--test-build] [--check]
+               gather gpu-bundle/ (release wgpu lora, fixtures, real-size configs, benchmark
+               tokens, Vulkan loaders, run.sh) for a lent GPU machine; --check runs
+               run.sh --small here (lavapipe) and checks its report (ci runs it with
+               --test-build: the test build's lora instead of a release build)
 ";
 
 fn main() -> ExitCode {
@@ -54,6 +61,7 @@ fn main() -> ExitCode {
         Some("fetch") => cargo::fetch(&args[1..]),
         Some("experiment") => cargo::experiment(&args[1..]),
         Some("fixtures") => fixtures::run_fixtures(&args[1..]),
+        Some("gpu-bundle") => gpu_bundle::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

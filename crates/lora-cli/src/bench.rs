@@ -16,8 +16,8 @@ use crate::model::resolve_model;
 #[derive(Args)]
 pub struct BenchArgs {
     /// The workload: encoder-lora-step, encoder-ft-step, encoder-infer, encoder-latency-base,
-    /// encoder-latency-merged, encoder-latency-unmerged, decoder-lora-step, decoder-prefill,
-    /// decoder-decode.
+    /// encoder-latency-merged, encoder-latency-unmerged, encoder-latency-adapter-h,
+    /// encoder-latency-adapter-l, decoder-lora-step, decoder-prefill, decoder-decode.
     #[arg(long, required_unless_present = "write_tokens")]
     workload: Option<String>,
     /// The model: a Hugging Face directory, a .gguf file, an id or an asset name.
@@ -92,7 +92,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 /// `encoder-b32.json` (32 movie reviews, at most 64 tokens, with labels), `encoder-b1.json`
 /// (one review cut to 32 tokens), `decoder-b4.json` (4 bbc-headlines examples rendered with
 /// SmolLM2's chat template, at most 128 tokens, labels on the headline only), `decoder-b8x512.json`
-/// (8 examples of at most 512 tokens) and `decoder-prompt.json` (one 32-token prompt); and
+/// (8 rows of 512 tokens, each packing consecutive examples), `decoder-prompt.json` (one 32-token prompt),
+/// `decoder-prompts-b8.json` (eight, decoded as one batch); `minilm.config.json` and
+/// `smollm2.config.json`, the two models' configurations (for `--config --random-init`); and
 /// `models.json`, the paths of the two models.
 fn write_tokens(dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -149,18 +151,40 @@ fn write_tokens(dir: &Path) -> Result<Vec<PathBuf>> {
         .or(decoder.config().eos_token_ids.first().copied())
         .unwrap_or(0);
     let headlines = BuiltinSftTask::from_name("bbc-headlines")?.load(&cache)?;
-    for (name, rows, max_len) in [("decoder-b4.json", 4, 128), ("decoder-b8x512.json", 8, 512)] {
+    // Four examples of at most 128 tokens; and eight rows of exactly 512 tokens, each packing
+    // consecutive examples (the headlines' articles are shorter than 512 tokens).
+    for (name, rows, max_len, pack) in [
+        ("decoder-b4.json", 4, 128, false),
+        ("decoder-b8x512.json", 8, 512, true),
+    ] {
         let options = SftOptions {
             max_len,
             train_on_prompt: false,
         };
         let encoder = SftEncoder::new(&tokenizer, template.as_ref(), options)?;
-        let (encoded, _) = encoder.encode_all(&headlines.train[..rows])?;
-        let ids: Vec<Vec<i64>> = encoded
-            .iter()
-            .map(|e| e.ids.iter().map(|&t| i64::from(t)).collect())
-            .collect();
-        let labels: Vec<Vec<i64>> = encoded.iter().map(|e| e.labels.clone()).collect();
+        let (encoded, _) = encoder.encode_all(&headlines.train[..rows * 16])?;
+        let mut examples = encoded.iter().map(|e| {
+            (
+                e.ids.iter().map(|&t| i64::from(t)).collect(),
+                e.labels.clone(),
+            )
+        });
+        let mut ids: Vec<Vec<i64>> = Vec::new();
+        let mut labels: Vec<Vec<i64>> = Vec::new();
+        while ids.len() < rows {
+            let (mut row_ids, mut row_labels): (Vec<i64>, Vec<i64>) =
+                examples.next().context("too few bbc-headlines examples")?;
+            while pack && row_ids.len() < max_len {
+                let (more_ids, more_labels) =
+                    examples.next().context("too few bbc-headlines examples")?;
+                row_ids.extend(more_ids);
+                row_labels.extend(more_labels);
+            }
+            row_ids.truncate(max_len);
+            row_labels.truncate(max_len);
+            ids.push(row_ids);
+            labels.push(row_labels);
+        }
         let width = ids.iter().map(Vec::len).max().unwrap_or(0);
         let labels: Vec<Vec<i64>> = labels
             .into_iter()
@@ -174,17 +198,38 @@ fn write_tokens(dir: &Path) -> Result<Vec<PathBuf>> {
             &padded(ids, i64::from(pad), serde_json::json!(labels)),
         )?;
     }
-    let prompt = lora_eval::generation::prompt_text(&headlines.test[0], template.as_ref())?;
-    let mut ids: Vec<i64> =
-        lora_eval::generation::prompt_ids(&tokenizer, &prompt, template.is_some())?
-            .into_iter()
-            .map(i64::from)
-            .collect();
-    ids.truncate(32);
+    // Prompts of test examples, cut to 32 tokens: one, and eight decoded as a batch.
+    let prompts = headlines.test[..8]
+        .iter()
+        .map(|example| -> Result<Vec<i64>> {
+            let prompt = lora_eval::generation::prompt_text(example, template.as_ref())?;
+            let mut ids: Vec<i64> =
+                lora_eval::generation::prompt_ids(&tokenizer, &prompt, template.is_some())?
+                    .into_iter()
+                    .map(i64::from)
+                    .collect();
+            ids.truncate(32);
+            Ok(ids)
+        })
+        .collect::<Result<Vec<_>>>()?;
     write(
         "decoder-prompt.json",
-        &padded(vec![ids], i64::from(pad), serde_json::json!([])),
+        &padded(prompts[..1].to_vec(), i64::from(pad), serde_json::json!([])),
     )?;
+    write(
+        "decoder-prompts-b8.json",
+        &padded(prompts, i64::from(pad), serde_json::json!([])),
+    )?;
+    // Their configurations, for `--config FILE --random-init` where the weights cannot go.
+    let minilm_config = required_config(&minilm)?;
+    for (name, config) in [
+        ("minilm.config.json", minilm_config),
+        ("smollm2.config.json", decoder.hf_config()),
+    ] {
+        let path = dir.join(name);
+        lora_core::io::write_atomic(&path, serde_json::to_string_pretty(&config)?.as_bytes())?;
+        written.push(path);
+    }
     // Where the models are, for the other engine.
     let models = serde_json::json!({
         "minilm": minilm.as_path(),
@@ -194,6 +239,14 @@ fn write_tokens(dir: &Path) -> Result<Vec<PathBuf>> {
     lora_core::io::write_atomic(&path, serde_json::to_string_pretty(&models)?.as_bytes())?;
     written.push(path);
     Ok(written)
+}
+
+/// The `config.json` of a Hugging Face model directory.
+fn required_config(source: &lora_models::ModelSource) -> Result<serde_json::Value> {
+    let path = source.as_path().join("config.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// Right-pads rows to the longest with `pad`, with the attention mask.

@@ -14,9 +14,15 @@
 //! - `lora export`: write an adapter as a clean PEFT directory with a model card.
 //! - `lora experiment`: the LoRA paper's comparison on real data (`cargo xtask experiment` runs
 //!   it).
+//! - `lora bench`: time one workload on a token file (`cargo xtask bench`, the GPU bundle).
+//! - `lora conformance`: every family's fixtures checked against transformers and PEFT on a
+//!   device.
+//! - `lora device`: what a backend's device says about itself.
 
 mod bench;
+mod conformance;
 mod data;
+mod device;
 mod eval;
 mod experiment;
 mod export;
@@ -33,6 +39,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use bench::{BenchArgs, bench};
+use conformance::{ConformanceArgs, conformance};
+use device::{DeviceArgs, device};
 use eval::{EvalArgs, eval};
 use experiment::{ExperimentArgs, experiment};
 use export::{ExportArgs, export};
@@ -137,10 +145,29 @@ enum Command {
         second, peak resident memory, and CPU seconds of the timed runs. RAYON_NUM_THREADS sets the\n\
         CPU threads. cargo xtask bench --vs-pytorch runs every workload here and in PyTorch.")]
     Bench(BenchArgs),
+    /// Check every family against transformers and PEFT on a device, from the conformance
+    /// fixtures (base, adapter active / disabled / merged, greedy decoding), as JSON lines.
+    #[command(after_help = "Examples:\n  \
+        lora conformance tests/fixtures --device wgpu\n  \
+        lora conformance tests/fixtures --only tiny_llama --tolerance 1e-5\n\n\
+        Exit status 1 when any check fails; each line says which and by how much.")]
+    Conformance(ConformanceArgs),
+    /// Open a backend's device, check one product on it, and print its name, compile target
+    /// and memory as JSON.
+    #[command(after_help = "Examples:\n  \
+        lora device --device wgpu\n  \
+        lora device --device cuda:1")]
+    Device(DeviceArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Past a file-size limit (`ulimit -f`), a write fails with an error the command reports,
+    // instead of the signal killing the process mid-write.
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
     // The experiment reports its progress (a line per run) unless asked to be quiet.
     let progress = matches!(cli.command, Command::Experiment(_));
     init_logging(cli.quiet, cli.verbose, progress);
@@ -154,6 +181,8 @@ fn main() -> ExitCode {
         Command::Export(args) => export(args, cli.quiet),
         Command::Experiment(args) => experiment(args, cli.quiet),
         Command::Bench(args) => bench(args),
+        Command::Conformance(args) => conformance(args),
+        Command::Device(args) => device(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

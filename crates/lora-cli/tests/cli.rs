@@ -3,7 +3,9 @@
 //! non-zero exit code.
 
 use lora_tests::cli::{fails_with, floats, json_of, lora, succeeded};
-use lora_tests::{asset, fixture_sentences, fixtures_dir, max_abs_diff, read_fixture};
+use lora_tests::{
+    FixtureTensorExt, asset, fixture_sentences, fixtures_dir, max_abs_diff, read_fixture,
+};
 
 #[test]
 fn predict_json_reproduces_peft_seq_cls_logits() {
@@ -716,4 +718,76 @@ fn every_family_is_inspected_and_decoders_generate_and_evaluate() {
             assert!(ppl.is_finite() && ppl > 1.0, "{fixture}: perplexity {ppl}");
         }
     }
+}
+
+/// `lora conformance` checks a family against transformers and PEFT on a device and fails,
+/// naming the fixture, when held to a tolerance no f32 computation meets.
+#[test]
+fn conformance_checks_fixtures_and_reports_failures() {
+    let fixtures = fixtures_dir();
+    let fixtures = fixtures.to_str().unwrap();
+    let out = succeeded(&lora(&[
+        "conformance",
+        fixtures,
+        "--only",
+        "tiny_gpt2",
+        "--device",
+        "flex",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["fixture"], "tiny_gpt2");
+    assert_eq!(report["passed"], true);
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "prompt 0: adapter active",
+        "prompt 1: merged",
+        "prompt 0: greedy adapter continuation",
+        "adapter tensors written back bit for bit",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    fails_with(
+        &[
+            "conformance",
+            fixtures,
+            "--only",
+            "tiny_gpt2",
+            "--tolerance",
+            "1e-12",
+        ],
+        "1 of 1 fixtures failed on flex: tiny_gpt2",
+    );
+    fails_with(
+        &["conformance", fixtures, "--only", "no_such_family"],
+        "no fixture matches",
+    );
+    fails_with(
+        &["conformance", "/nonexistent-fixtures"],
+        "reading fixtures /nonexistent-fixtures",
+    );
+}
+
+/// `lora device` opens the backend, checks a product on it and says what it is.
+#[test]
+fn device_reports_the_backend() {
+    let json = json_of(&lora(&["device", "--device", "flex"]));
+    assert!(
+        json["info"]["device"].as_str().unwrap().contains("Flex"),
+        "{json}"
+    );
+    assert!(
+        json["compiled_backends"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("flex"))
+    );
+    fails_with(&["device", "--device", "tpu"], "valid choices");
 }

@@ -37,9 +37,11 @@ pub mod adapter;
 pub mod bottleneck;
 pub mod config;
 pub mod device;
+pub mod device_info;
 pub mod error;
 pub mod io;
 pub mod linear;
+pub mod lock;
 pub mod params;
 pub mod testing;
 

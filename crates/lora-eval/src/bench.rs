@@ -40,37 +40,50 @@ pub enum Workload {
     EncoderLatencyMerged,
     /// Latency with a LoRA adapter (random, non-zero) applied unmerged.
     EncoderLatencyUnmerged,
+    /// Latency with Houlsby's bottleneck adapters (m = 16, after attention and FFN).
+    EncoderLatencyAdapterH,
+    /// Latency with Lin's bottleneck adapter (m = 16, after the FFN).
+    EncoderLatencyAdapterL,
     /// A LoRA (r = 8, α = 16, q/v) training step of a causal LM on labelled tokens.
     DecoderLoraStep,
+    /// A full fine-tuning step of the same causal LM.
+    DecoderFtStep,
     /// A forward pass over the whole prompt batch, filling the KV cache.
     DecoderPrefill,
-    /// Greedy decoding with the KV cache, per generated token (batch of the file's first row).
+    /// Greedy decoding with the KV cache, per decoding step (every row of the file is a prompt,
+    /// decoded together; one token per row and step).
     DecoderDecode,
 }
 
 /// The names `--workload` takes, in [`Workload::ALL`] order.
-pub const WORKLOAD_NAMES: [&str; 9] = [
+pub const WORKLOAD_NAMES: [&str; 12] = [
     "encoder-lora-step",
     "encoder-ft-step",
     "encoder-infer",
     "encoder-latency-base",
     "encoder-latency-merged",
     "encoder-latency-unmerged",
+    "encoder-latency-adapter-h",
+    "encoder-latency-adapter-l",
     "decoder-lora-step",
+    "decoder-ft-step",
     "decoder-prefill",
     "decoder-decode",
 ];
 
 impl Workload {
     /// Every workload.
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 12] = [
         Self::EncoderLoraStep,
         Self::EncoderFtStep,
         Self::EncoderInfer,
         Self::EncoderLatencyBase,
         Self::EncoderLatencyMerged,
         Self::EncoderLatencyUnmerged,
+        Self::EncoderLatencyAdapterH,
+        Self::EncoderLatencyAdapterL,
         Self::DecoderLoraStep,
+        Self::DecoderFtStep,
         Self::DecoderPrefill,
         Self::DecoderDecode,
     ];
@@ -102,7 +115,10 @@ impl Workload {
     /// The unit of [`BenchResult::value`].
     pub fn unit(self) -> &'static str {
         match self {
-            Self::EncoderLoraStep | Self::EncoderFtStep | Self::DecoderLoraStep => "ms/step",
+            Self::EncoderLoraStep
+            | Self::EncoderFtStep
+            | Self::DecoderLoraStep
+            | Self::DecoderFtStep => "ms/step",
             Self::EncoderInfer => "ms/batch",
             Self::DecoderDecode => "ms/token",
             _ => "ms",
@@ -278,6 +294,10 @@ pub struct BenchResult {
     pub tokens_per_second: Option<f64>,
     /// Peak resident memory of the process, MiB.
     pub peak_rss_mib: Option<f64>,
+    /// Device memory the allocator held after the timed runs, MiB (GPU backends; its pools
+    /// keep what the workload needed at its peak).
+    #[serde(default)]
+    pub device_memory_mib: Option<f64>,
     /// CPU seconds (user + system) of the timed runs.
     pub cpu_seconds: Option<f64>,
     /// Wall seconds of the timed runs.
@@ -352,6 +372,9 @@ pub fn run_workload(
         value,
         tokens_per_second: token_count.map(|n| n as f64 / (timed.latency.median_ms / 1e3)),
         peak_rss_mib: lora_train::memory::peak_rss_bytes().map(|b| b as f64 / 1048576.0),
+        device_memory_mib: lora_core::device_info::device_info(&inference_device)
+            .memory_reserved_bytes
+            .map(|b| b as f64 / 1048576.0),
         cpu_seconds: timed.cpu_seconds,
         wall_seconds: timed.wall_seconds,
         params,
@@ -388,6 +411,9 @@ fn timed(
         wall_seconds: started.elapsed().as_secs_f64(),
     })
 }
+
+/// The bottleneck width of the adapter latency workloads (the experiment's default).
+const ADAPTER_BOTTLENECK: usize = 16;
 
 type Measured = (Timed, ParamCount, f64, Option<usize>);
 
@@ -450,6 +476,12 @@ fn encoder_workload(
                     }
                     m
                 }
+                Workload::EncoderLatencyAdapterH => Method::AdapterH {
+                    bottleneck: ADAPTER_BOTTLENECK,
+                },
+                Workload::EncoderLatencyAdapterL => Method::AdapterL {
+                    bottleneck: ADAPTER_BOTTLENECK,
+                },
                 _ => Method::HeadOnly,
             };
             let mut model =
@@ -479,9 +511,12 @@ fn decoder_workload(
     let vocab = decoder.config().vocab_size;
     let inference = device.clone().inner();
     match workload {
-        Workload::DecoderLoraStep => {
+        Workload::DecoderLoraStep | Workload::DecoderFtStep => {
             let targets = decoder.config().family.default_targets();
-            let method = lora_qv(8, 16.0, 0.05, targets);
+            let (method, lr) = match workload {
+                Workload::DecoderLoraStep => (lora_qv(8, 16.0, 0.05, targets), 1e-3),
+                _ => (Method::FullFineTuning, 5e-5),
+            };
             let mut model = Some(prepare_causal_lm(decoder, &method, 0, device)?);
             let params = ParamCount::of(model.as_ref().expect("set above"));
             let batch = tokens.sft_batch(vocab)?;
@@ -492,7 +527,7 @@ fn decoder_workload(
                 let mut grads = AccumulatedGrads::new();
                 grads.add(&current, loss.backward());
                 grads.clip_global_norm(1.0);
-                model = Some(optimizer.step(current, 1e-3, grads));
+                model = Some(optimizer.step(current, lr, grads));
                 Ok(())
             })?;
             Ok((timed, params, 1.0, Some(tokens.tokens())))
@@ -515,11 +550,18 @@ fn decoder_workload(
         _ => {
             let model = decoder.valid().fork(&inference);
             let params = ParamCount::of(&model);
-            let prompt: Vec<u32> = tokens.input_ids[0]
+            // Every row is a prompt, decoded together in one batch.
+            let prompts: Vec<Vec<u32>> = tokens
+                .input_ids
                 .iter()
-                .zip(&tokens.attention_mask[0])
-                .filter(|(_, m)| **m != 0)
-                .map(|(t, _)| t.rem_euclid(vocab as i64) as u32)
+                .zip(&tokens.attention_mask)
+                .map(|(ids, mask)| {
+                    ids.iter()
+                        .zip(mask)
+                        .filter(|(_, m)| **m != 0)
+                        .map(|(t, _)| t.rem_euclid(vocab as i64) as u32)
+                        .collect()
+                })
                 .collect();
             let n = settings.new_tokens.max(1);
             let config = GenerationConfig {
@@ -537,9 +579,9 @@ fn decoder_workload(
             let (mut single, mut full) = (Vec::new(), Vec::new());
             let mut timed = timed(settings, &inference, || {
                 let started = Instant::now();
-                model.generate(&prompt, &one, &inference)?;
+                model.generate_batch(&prompts, &one, &inference)?;
                 let middle = Instant::now();
-                model.generate(&prompt, &config, &inference)?;
+                model.generate_batch(&prompts, &config, &inference)?;
                 single.push((middle - started).as_secs_f64() * 1e3);
                 full.push(middle.elapsed().as_secs_f64() * 1e3);
                 Ok(())

@@ -19,6 +19,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod conformance;
 pub mod error;
 pub mod experiment;
 pub mod generation;

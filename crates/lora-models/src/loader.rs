@@ -287,7 +287,12 @@ pub fn random_model(config_path: &Path, seed: u64, device: &Device) -> Result<Ra
     match Family::from_model_type(&model_type) {
         Some(Family::Encoder(_)) => {
             let config = EncoderConfig::from_config(config)?;
-            let weights = RandomWeights::new(seed, None, false);
+            let mut weights = RandomWeights::new(seed, None, false);
+            // transformers builds a sequence classifier's encoder without the pooler, except
+            // BERT's, whose head reads it.
+            if config.is_sequence_classifier() && config.family != EncoderFamily::Bert {
+                weights = weights.without("pooler.dense.weight");
+            }
             Ok(RandomModel::Encoder(Encoder::load(
                 &config, &weights, device,
             )?))

@@ -267,6 +267,7 @@ pub struct RandomWeights {
     seed: u64,
     tied_head: Option<String>,
     norm_offset: bool,
+    absent_suffixes: Vec<String>,
 }
 
 impl RandomWeights {
@@ -277,7 +278,15 @@ impl RandomWeights {
             seed,
             tied_head,
             norm_offset,
+            absent_suffixes: Vec::new(),
         }
+    }
+
+    /// Reports the tensors whose keys end with `suffix` missing, as a checkpoint without that
+    /// module would (`pooler.dense.weight` for a RoBERTa sequence classifier).
+    pub fn without(mut self, suffix: impl Into<String>) -> Self {
+        self.absent_suffixes.push(suffix.into());
+        self
     }
 
     fn is_norm(key: &str) -> bool {
@@ -297,6 +306,10 @@ impl WeightSource for RandomWeights {
 
     fn contains(&self, key: &str) -> bool {
         self.tied_head.as_deref() != Some(key)
+            && !self
+                .absent_suffixes
+                .iter()
+                .any(|s| key.ends_with(s.as_str()))
     }
 
     fn read(&self, key: &str) -> Result<HostTensor> {
