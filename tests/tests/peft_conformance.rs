@@ -9,7 +9,7 @@ use lora_models::{
     EncoderForSequenceClassification, ModelSource, TokenBatch, load_causal_lm, load_encoder,
 };
 use lora_surgery::{load_adapter, save_adapter};
-use lora_tests::{asset, fixtures_dir, max_abs_diff, read_fixture};
+use lora_tests::{FixtureTensorExt, asset, fixtures_dir, max_abs_diff, read_fixture};
 
 fn fixture_path(rel: &str) -> PathBuf {
     fixtures_dir().join(rel)
@@ -150,4 +150,110 @@ lora_core::backend_test!(fn peft_causal_lm_adapter_matches_peft(device) {
         let diff = max_abs_diff(&last, fixture[&format!("prompt{i}.merged_last_logits")].f32());
         assert!(diff < 1e-3, "prompt {i}: merged logits differ by {diff}");
     }
+});
+
+/// The PEFT SEQ_CLS adapter of the fixture, rewritten as people's files differ from PEFT's own
+/// `save_pretrained` output: `config` edits `adapter_config.json`, `rename` the tensor keys.
+fn rewritten_adapter(
+    config: impl Fn(&mut serde_json::Value),
+    rename: impl Fn(&str) -> String,
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let original = fixture_path("peft_bert_seqcls/adapter");
+    let mut json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(original.join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    config(&mut json);
+    std::fs::write(dir.path().join("adapter_config.json"), json.to_string()).unwrap();
+    let file =
+        lora_core::io::SafetensorsFile::open(&original.join("adapter_model.safetensors")).unwrap();
+    let tensors: lora_core::NamedTensors = file
+        .names()
+        .iter()
+        .map(|k| (rename(k), file.read(k).unwrap()))
+        .collect();
+    let bytes =
+        lora_core::io::named_safetensors_bytes(&tensors, lora_core::SaveDtype::F32).unwrap();
+    std::fs::write(dir.path().join("adapter_model.safetensors"), bytes).unwrap();
+    dir
+}
+
+// Files as they are in the wild load as PEFT loads them, with PEFT's logits: a SEQ_CLS config
+// whose `modules_to_save` is `null` (PEFT adds the classifier itself), keys with the adapter
+// name (`lora_A.default.weight`, or another name), without the `base_model.model.` prefix,
+// and a saved head under `modules_to_save.<name>.`.
+lora_core::backend_test!(fn peft_files_in_the_wild_load_as_peft_loads_them(device) {
+    let logits = read_fixture("peft_bert_seqcls/logits.safetensors");
+    let input = TokenBatch::from_ids(
+        logits["input_ids"].i64().to_vec(),
+        logits["attention_mask"].i64().to_vec(),
+        logits["token_type_ids"].i64().to_vec(),
+        [4, 17],
+        &device,
+    )
+    .unwrap();
+    let null_modules = |c: &mut serde_json::Value| c["modules_to_save"] = serde_json::Value::Null;
+    let keep = |_: &mut serde_json::Value| {};
+    let variants: Vec<(&str, tempfile::TempDir)> = vec![
+        ("modules_to_save: null", rewritten_adapter(null_modules, str::to_string)),
+        (
+            "adapter name in the keys",
+            rewritten_adapter(keep, |k| {
+                k.replace(".lora_A.", ".lora_A.default.").replace(".lora_B.", ".lora_B.default.")
+            }),
+        ),
+        (
+            "another adapter name, no prefix",
+            rewritten_adapter(null_modules, |k| {
+                k.trim_start_matches("base_model.model.")
+                    .replace(".lora_A.", ".lora_A.sentiment.")
+                    .replace(".lora_B.", ".lora_B.sentiment.")
+            }),
+        ),
+        (
+            "head under modules_to_save.default",
+            rewritten_adapter(keep, |k| k.replace("classifier.", "classifier.modules_to_save.default.")),
+        ),
+    ];
+    for (what, dir) in &variants {
+        let (bert, _) = load_encoder(&ModelSource::path(asset("minilm")), &device).unwrap();
+        let mut model =
+            EncoderForSequenceClassification::new(bert, 2, Some(vec![classifier(&device)]), &device)
+                .unwrap();
+        load_adapter(&mut model, dir.path(), "default").unwrap_or_else(|e| panic!("{what}: {e}"));
+        let diff = max_abs_diff(
+            &to_vec(model.forward(&input).unwrap()),
+            logits["logits_adapter_active"].f32(),
+        );
+        assert!(diff < 1e-4, "{what}: logits differ by {diff}");
+    }
+
+    // Two adapters in one file, or two keys for one parameter, are refused with the reason.
+    let two = rewritten_adapter(keep, |k| {
+        if k.contains("layer.0.") {
+            k.replace(".lora_A.", ".lora_A.one.").replace(".lora_B.", ".lora_B.one.")
+        } else {
+            k.replace(".lora_A.", ".lora_A.two.").replace(".lora_B.", ".lora_B.two.")
+        }
+    });
+    let (bert, _) = load_encoder(&ModelSource::path(asset("minilm")), &device).unwrap();
+    let mut model =
+        EncoderForSequenceClassification::new(bert, 2, Some(vec![classifier(&device)]), &device)
+            .unwrap();
+    let e = load_adapter(&mut model, two.path(), "default").unwrap_err().to_string();
+    assert!(e.contains("several adapters (one, two)"), "{e}");
+
+    // A lora_alpha whose scaling does not fit f32 is refused when the adapter is read.
+    let huge = rewritten_adapter(|c| c["lora_alpha"] = serde_json::json!(1e300), str::to_string);
+    let e = load_adapter(&mut model, huge.path(), "default").unwrap_err().to_string();
+    assert!(e.contains("does not fit f32"), "{e}");
+    // One that fits f32 but makes the update dwarf the weights (the outputs would be finite
+    // and meaningless) is refused naming the first module.
+    let absurd = rewritten_adapter(|c| c["lora_alpha"] = serde_json::json!(1e30), str::to_string);
+    let e = load_adapter(&mut model, absurd.path(), "default").unwrap_err().to_string();
+    assert!(
+        e.contains("bert.encoder.layer.0.attention.self.query") && e.contains("check lora_alpha"),
+        "{e}"
+    );
 });

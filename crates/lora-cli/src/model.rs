@@ -182,3 +182,25 @@ pub fn check_out_dir(out: &Path, inputs: &[&Path], force: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// Refuses outputs that are not finite: with an adapter whose scaling (`lora_alpha / r`) or
+/// weights overflow `f32`, the model computes NaN or infinities, and probabilities made of them
+/// mean nothing.
+pub fn check_finite(values: &[f32], what: &str, adapter: Option<&Path>) -> Result<()> {
+    let bad = values.iter().filter(|v| !v.is_finite()).count();
+    if bad == 0 {
+        return Ok(());
+    }
+    let cause = match adapter {
+        Some(dir) => format!(
+            "; the adapter {} overflows f32: check its lora_alpha and r (scaling = lora_alpha / r) \
+             and its weights",
+            dir.display()
+        ),
+        None => "; the model's weights overflow f32".into(),
+    };
+    bail!(
+        "{bad} of {} values of the {what} are not finite (NaN or infinite){cause}",
+        values.len()
+    )
+}

@@ -62,6 +62,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
             let labels = model.num_labels();
             let probs = to_vec(softmax(logits.clone(), 1))?;
             let logits = to_vec(logits)?;
+            crate::model::check_finite(&logits, "logits", args.adapter.as_deref())?;
             let mut rows = Vec::new();
             for (i, text) in args.text.iter().enumerate() {
                 let p = &probs[i * labels..(i + 1) * labels];
@@ -99,6 +100,7 @@ pub fn predict(args: PredictArgs) -> Result<()> {
                 };
                 let probs = to_vec(softmax(logits.clone(), 1))?;
                 let logits = to_vec(logits)?;
+                crate::model::check_finite(&logits, "logits", args.adapter.as_deref())?;
                 let mut order: Vec<usize> = (0..probs.len()).collect();
                 order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
                 let top: Vec<_> = order

@@ -106,13 +106,20 @@ impl LoraConfig {
         }
     }
 
-    /// Checks `r ≥ 1`, `α > 0` (finite) and dropout in `[0, 1)`.
+    /// Checks `r ≥ 1`, `α > 0` (finite, with a scaling that fits `f32`) and dropout in
+    /// `[0, 1)`.
     pub fn validate(&self) -> Result<()> {
         if self.r == 0 {
             return Err(LoraError::ZeroRank { r: self.r });
         }
         if !self.alpha.is_finite() || self.alpha <= 0.0 {
             return Err(LoraError::InvalidAlpha { alpha: self.alpha });
+        }
+        if !(self.scaling() as f32).is_finite() {
+            return Err(LoraError::NonFiniteScaling {
+                scaling: self.scaling(),
+                alpha: self.alpha,
+            });
         }
         if !self.dropout.is_finite() || !(0.0..1.0).contains(&self.dropout) {
             return Err(LoraError::InvalidDropout {

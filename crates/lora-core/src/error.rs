@@ -17,6 +17,17 @@ pub enum LoraError {
         /// The rejected alpha.
         alpha: f64,
     },
+    /// The scaling `alpha / r` does not fit `f32`, in which the update is computed.
+    #[error(
+        "LoRA scaling lora_alpha / r = {scaling:e} (alpha {alpha:e}) does not fit f32: every \
+         output of the adapted layers would be infinite"
+    )]
+    NonFiniteScaling {
+        /// The scaling.
+        scaling: f64,
+        /// The alpha it comes from.
+        alpha: f64,
+    },
     /// Dropout must lie in `[0, 1)`.
     #[error("invalid LoRA dropout = {dropout}: dropout must lie in [0, 1)")]
     InvalidDropout {
@@ -50,6 +61,37 @@ pub enum LoraError {
     InvalidAdapterName {
         /// The rejected name.
         name: String,
+    },
+    /// Merging an adapter would make the weight NaN or infinite (its scaling or factors
+    /// overflow `f32`).
+    #[error(
+        "merging adapter '{name}' gives a weight that is not finite (NaN or infinite): its \
+         scaling ({scaling:e}) or its factors overflow f32"
+    )]
+    NonFiniteMerge {
+        /// The adapter name.
+        name: String,
+        /// Its scaling (`alpha / r`, or `alpha / √r` with rsLoRA).
+        scaling: f64,
+    },
+    /// An adapter's update `s·B·A` dwarfs the weight it adapts (or is not finite): the layer's
+    /// outputs would be the adapter's alone, or overflow.
+    #[error(
+        "adapter '{name}': its update scaling·B·A reaches {update:e}, {ratio:e} times the largest \
+         entry of the weight it adapts (scaling {scaling:e}); an adapter this large (limit \
+         {limit:e} times) makes the outputs meaningless: check lora_alpha and r"
+    )]
+    UpdateOutOfRange {
+        /// The adapter name.
+        name: String,
+        /// The largest entry of the update.
+        update: f32,
+        /// That over the largest entry of the base weight.
+        ratio: f32,
+        /// The adapter's scaling.
+        scaling: f64,
+        /// The largest ratio accepted.
+        limit: f32,
     },
     /// Merging an adapter that is already merged into the base weight.
     #[error("adapter '{name}' is already merged into the base weight; unmerge it first")]

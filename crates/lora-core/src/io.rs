@@ -448,6 +448,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
+    if let Some(parent) = path.parent() {
+        remove_stale_temporaries(parent, &format!(".{file_name}.tmp-"));
+    }
     let written = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
@@ -478,6 +481,15 @@ pub fn write_dir_atomically<E: From<IoError>>(
     std::fs::create_dir_all(parent).map_err(file_error("create", parent))?;
     let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let old = parent.join(format!(".{name}.old"));
+    remove_stale_temporaries(parent, &format!(".{name}.tmp-"));
+    remove_stale_temporaries(parent, &format!(".{name}.trash-"));
+    // A directory is removed by renaming it to a trash name first, so that a kill during the
+    // removal never leaves a partial copy under a name a reader looks at.
+    let discard = |path: &Path| -> Result<()> {
+        let trash = parent.join(format!(".{name}.trash-{}", std::process::id()));
+        std::fs::rename(path, &trash).map_err(file_error("rename", path))?;
+        std::fs::remove_dir_all(&trash).map_err(file_error("remove", &trash))
+    };
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(file_error("remove", &tmp))?;
     }
@@ -487,18 +499,51 @@ pub fn write_dir_atomically<E: From<IoError>>(
         return Err(e);
     }
     sync_dir(&tmp);
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(file_error("remove", &old))?;
-    }
     if dir.exists() {
+        // `dir` is the current copy (it only ever appears complete, by rename), so a copy
+        // aside is stale.
+        if old.exists() {
+            discard(&old)?;
+        }
         std::fs::rename(dir, &old).map_err(file_error("rename", dir))?;
     }
+    // Without `dir`, a copy aside is the only complete one: it stays until the new one is in
+    // place, so a kill at any moment leaves one of the two.
     std::fs::rename(&tmp, dir).map_err(file_error("rename", dir))?;
     sync_dir(parent);
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(file_error("remove", &old))?;
+        discard(&old)?;
     }
     Ok(())
+}
+
+/// Removes the temporaries (`<prefix><pid>`) that killed processes left in `parent`; those of
+/// live processes stay. Best effort: what cannot be removed is left (Linux only, where
+/// `/proc` tells which processes live).
+pub fn remove_stale_temporaries(parent: &Path, prefix: &str) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if removed.is_ok() {
+                tracing::debug!(path = %path.display(), "removed a killed process's temporary");
+            }
+        }
+    }
 }
 
 /// `dir` if `complete(dir)` holds, else the previous copy kept aside by an interrupted

@@ -380,6 +380,39 @@ impl LoraLinear {
         Ok(())
     }
 
+    /// Checks that the named adapter's update `s·B·A` is finite and at most `limit` times the
+    /// largest entry of the base weight. Trained adapters stay far below the base (updates are
+    /// small by design); one a million times larger comes from a broken `lora_alpha` or
+    /// broken factors and would drown or overflow the layer's outputs.
+    pub fn check_update_size(&self, name: &str, limit: f32) -> Result<()> {
+        let index = self.index_of(name)?;
+        let adapter = &self.adapters[index];
+        let delta = adapter.delta_weight().abs();
+        let not_finite = delta
+            .clone()
+            .is_finite()
+            .bool_not()
+            .any()
+            .into_scalar::<bool>();
+        let update = if not_finite {
+            f32::INFINITY
+        } else {
+            delta.max().into_scalar::<f32>()
+        };
+        let base = self.weight.val().abs().max().into_scalar::<f32>();
+        let ratio = update / base.max(f32::MIN_POSITIVE);
+        if ratio.is_finite() && ratio <= limit {
+            return Ok(());
+        }
+        Err(LoraError::UpdateOutOfRange {
+            name: name.to_string(),
+            update,
+            ratio,
+            scaling: adapter.scaling(),
+            limit,
+        })
+    }
+
     /// Folds `s·A·B` of the adapter called `name` into the base weight. The adapter stays
     /// (marked merged) so that [`unmerge`](Self::unmerge) can undo it; it also becomes active.
     pub fn merge(&mut self, name: &str) -> Result<()> {
@@ -390,6 +423,19 @@ impl LoraLinear {
             });
         }
         let delta = self.adapters[index].delta_weight();
+        // One boolean read back: whether any element is NaN or infinite.
+        let not_finite = delta
+            .clone()
+            .is_finite()
+            .bool_not()
+            .any()
+            .into_scalar::<bool>();
+        if not_finite {
+            return Err(LoraError::NonFiniteMerge {
+                name: name.to_string(),
+                scaling: self.adapters[index].scaling(),
+            });
+        }
         self.update_weight(|w| w + delta);
         let adapter = &mut self.adapters[index];
         adapter.merged = true;

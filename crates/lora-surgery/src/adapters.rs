@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use lora_core::LoraError;
 
 use crate::adaptable::Adaptable;
-use crate::error::Result;
+use crate::error::{Result, SurgeryError};
 
 /// The names of every adapter anywhere in the model, in first-seen order.
 pub fn adapter_names<M: Adaptable + ?Sized>(model: &M) -> Vec<String> {
@@ -131,9 +131,15 @@ pub fn merge_adapters<M: Adaptable, const D: usize>(
 /// Merges the active adapters and removes every adapter: the model becomes a plain model whose
 /// forward equals the adapted one (PEFT's `merge_and_unload`).
 pub fn merge_and_unload<M: Adaptable + ?Sized>(model: &mut M) -> Result<()> {
-    for (_, linear) in model.linears_mut() {
+    for (module, linear) in model.linears_mut() {
         if !linear.is_disabled() {
-            linear.merge_all()?;
+            linear.merge_all().map_err(|e| match e {
+                lora_core::LoraError::NonFiniteMerge { .. } => SurgeryError::Config {
+                    path: module.clone().into(),
+                    reason: format!("{e}; nothing was merged into the module's weight"),
+                },
+                other => other.into(),
+            })?;
         }
         linear.set_disabled(false)?;
         linear.discard_adapters();

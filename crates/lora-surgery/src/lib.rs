@@ -73,8 +73,8 @@ pub use lora_core::{LoraConfig, LoraInit, LoraLinear, LoraLinearConfig, ParamCou
 /// `#[derive(Adaptable)]`: see the `lora-derive` crate.
 pub use lora_derive::Adaptable;
 pub use peft::{
-    AdapterFiles, LoadedAdapter, PeftConfig, adapter_tensors, apply_adapter, load_adapter,
-    save_adapter,
+    AdapterFiles, CONFIG_FILE, LoadedAdapter, PeftConfig, WEIGHTS_FILE, adapter_tensors,
+    apply_adapter, load_adapter, save_adapter,
 };
 pub use peft_model::PeftModel;
 pub use target::{BiasMode, LayerIndices, ModulePattern, TargetMatcher, TargetSpec};

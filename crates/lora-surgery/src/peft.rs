@@ -45,6 +45,10 @@ pub struct PeftConfig {
     pub fan_in_fan_out: bool,
 }
 
+/// The largest update `s·B·A` accepted from a file, relative to the largest entry of the
+/// weight it adapts (see [`LoraLinear::check_update_size`](lora_core::LoraLinear::check_update_size)).
+pub const MAX_UPDATE_RATIO: f32 = 1e6;
+
 /// The head names PEFT's `PeftModelForSequenceClassification` adds to `modules_to_save`.
 pub const SEQ_CLS_HEADS: [&str; 2] = ["classifier", "score"];
 
@@ -168,10 +172,34 @@ impl PeftConfig {
                 })?
             }
         };
-        let r = get("r")
+        // A used field of the wrong type is refused by name (PEFT's own loader would fail on
+        // it, or compute something else), never replaced by its default.
+        let typed =
+            |k: &'static str, expected: &str, ok: fn(&Value) -> bool| -> Result<Option<&Value>> {
+                match get(k) {
+                    Some(v) if !ok(v) => Err(SurgeryError::UnsupportedField {
+                        field: k.into(),
+                        value: v.to_string(),
+                        reason: format!("it must be {expected}"),
+                    }),
+                    other => Ok(other),
+                }
+            };
+        let r = typed("r", "a positive integer", |v| v.as_u64().is_some())?
             .and_then(Value::as_u64)
-            .ok_or_else(|| bad("missing or invalid \"r\"".into()))? as usize;
-        let alpha = get("lora_alpha").and_then(Value::as_f64).unwrap_or(8.0);
+            .ok_or_else(|| bad("missing \"r\"".into()))? as usize;
+        let alpha = typed("lora_alpha", "a number", Value::is_number)?
+            .and_then(Value::as_f64)
+            .unwrap_or(8.0);
+        let dropout = typed("lora_dropout", "a number", Value::is_number)?
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
+        let use_rslora = typed("use_rslora", "true or false", Value::is_boolean)?
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let base_model = typed("base_model_name_or_path", "a string", Value::is_string)?
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let field = |k: &str| -> Result<Option<Value>> { Ok(get(k).cloned()) };
         let parse = |k: &'static str| -> Result<Option<ModulePattern>> {
             field(k)?
@@ -194,8 +222,8 @@ impl PeftConfig {
         let lora = LoraConfig {
             r,
             alpha,
-            dropout: get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0),
-            use_rslora: get("use_rslora").and_then(Value::as_bool).unwrap_or(false),
+            dropout,
+            use_rslora,
             init,
         };
         lora.validate()?;
@@ -250,9 +278,7 @@ impl PeftConfig {
             lora,
             fan_in_fan_out,
             task_type,
-            base_model: get("base_model_name_or_path")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            base_model,
             modules_to_save,
         })
     }
@@ -310,12 +336,44 @@ pub struct LoadedAdapter {
     pub saved_modules: NamedTensors,
 }
 
-/// Normalises an adapter key: strips `base_model.model.` and a `.default` adapter infix.
-fn normalise_key(key: &str) -> String {
+/// Normalises an adapter key as PEFT's `set_peft_model_state_dict` reads it: strips the
+/// `base_model.model.` prefix, an adapter-name infix after `lora_A` / `lora_B`
+/// (`lora_A.default.weight`, as a model's own `state_dict` holds it, whatever the name), and a
+/// saved module's `modules_to_save.<name>.` wrapper. Returns the key and the adapter name it
+/// carried, if any.
+fn normalise_key(key: &str) -> (String, Option<String>) {
     let key = key.strip_prefix(KEY_PREFIX).unwrap_or(key);
-    key.replace(".lora_A.default.", ".lora_A.")
-        .replace(".lora_B.default.", ".lora_B.")
+    let parts: Vec<&str> = key.split('.').collect();
+    let n = parts.len();
+    let mut out: Vec<&str> = Vec::with_capacity(n);
+    let mut name = None;
+    let mut i = 0;
+    while i < n {
+        match parts[i] {
+            // `<module>.lora_A.<name>.weight`
+            "lora_A" | "lora_B" if i + 3 == n => {
+                out.push(parts[i]);
+                name = Some(parts[i + 1].to_string());
+                i += 2;
+            }
+            // `<module>.modules_to_save.<name>.<parameter path>`
+            "modules_to_save" if i + 2 < n => {
+                name = Some(parts[i + 1].to_string());
+                i += 2;
+            }
+            part => {
+                out.push(part);
+                i += 1;
+            }
+        }
+    }
+    (out.join("."), name)
 }
+
+/// The adapter's settings file in a PEFT directory.
+pub const CONFIG_FILE: &str = "adapter_config.json";
+/// The adapter's weights file in a PEFT directory.
+pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";
 
 /// A PEFT adapter directory read into memory: its config and every tensor (as `f32`, under its
 /// normalised key: no `base_model.model.` prefix, no `.default` infix).
@@ -332,12 +390,44 @@ pub struct AdapterFiles {
 impl AdapterFiles {
     /// Reads `adapter_config.json` and `adapter_model.safetensors` of `dir`.
     pub fn read(dir: &Path) -> Result<Self> {
-        let config = PeftConfig::from_file(&dir.join("adapter_config.json"))?;
-        let weights_path = dir.join("adapter_model.safetensors");
+        let config = PeftConfig::from_file(&dir.join(CONFIG_FILE))?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        if !weights_path.is_file() && dir.join("adapter_model.bin").is_file() {
+            return Err(SurgeryError::Config {
+                path: dir.join("adapter_model.bin"),
+                reason: "this is a pickle file, which lora-burn never loads (unpickling runs \
+                         code); convert it once in Python: `from safetensors.torch import \
+                         save_file; import torch; save_file(torch.load('adapter_model.bin', \
+                         weights_only=True), 'adapter_model.safetensors')`"
+                    .into(),
+            });
+        }
         let file = SafetensorsFile::open(&weights_path)?;
+        let bad = |reason: String| SurgeryError::Config {
+            path: weights_path.clone(),
+            reason,
+        };
         let mut tensors = NamedTensors::new();
+        let mut names = std::collections::BTreeSet::new();
         for key in file.names() {
-            tensors.insert(normalise_key(key), file.read(key)?);
+            let (normalised, name) = normalise_key(key);
+            names.extend(name);
+            if tensors
+                .insert(normalised.clone(), file.read(key)?)
+                .is_some()
+            {
+                return Err(bad(format!(
+                    "two tensors are the same parameter once the adapter names and prefixes \
+                     are removed: {normalised}"
+                )));
+            }
+        }
+        if names.len() > 1 {
+            return Err(bad(format!(
+                "the file holds the tensors of several adapters ({}); save each adapter on its \
+                 own, as PEFT's save_pretrained does",
+                names.into_iter().collect::<Vec<_>>().join(", ")
+            )));
         }
         Ok(Self {
             config,
@@ -477,6 +567,9 @@ pub fn apply_adapter<M: Adaptable + ?Sized>(
             ..config.lora
         };
         linear.insert_adapter(LoraAdapter::from_factors(name, lora, a, b)?)?;
+        linear
+            .check_update_size(name, MAX_UPDATE_RATIO)
+            .map_err(|e| mismatch(format!("'{module}': {e}")))?;
     }
     install_saved_copies(model, &files, &saved_modules, name)?;
     // Trained biases (bias "all" / "lora_only") replace the model's, as PEFT loads them.
@@ -656,13 +749,10 @@ pub fn save_adapter<M: Adaptable + ?Sized>(
         ..config.clone()
     };
     std::fs::create_dir_all(dir).map_err(lora_core::io::file_error("create", dir))?;
-    let weights_path = dir.join("adapter_model.safetensors");
+    let weights_path = dir.join(WEIGHTS_FILE);
     write_atomic(&weights_path, &safetensors_bytes(&tensors, SaveDtype::F32)?)?;
     let json = serde_json::to_string_pretty(&config.to_json()).expect("JSON values serialise");
-    Ok(write_atomic(
-        &dir.join("adapter_config.json"),
-        json.as_bytes(),
-    )?)
+    Ok(write_atomic(&dir.join(CONFIG_FILE), json.as_bytes())?)
 }
 
 #[cfg(test)]
@@ -699,14 +789,50 @@ mod tests {
     }
 
     #[test]
-    fn keys_are_normalised() {
+    fn keys_are_normalised_as_peft_reads_them() {
+        let key = |k: &str| normalise_key(k);
         assert_eq!(
-            normalise_key(
-                "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.default.weight"
-            ),
-            "bert.encoder.layer.0.attention.self.query.lora_A.weight"
+            key("base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.default.weight"),
+            (
+                "bert.encoder.layer.0.attention.self.query.lora_A.weight".into(),
+                Some("default".into())
+            )
         );
-        assert_eq!(normalise_key("classifier.weight"), "classifier.weight");
+        assert_eq!(
+            key("bert.encoder.layer.0.attention.self.query.lora_B.sentiment.weight"),
+            (
+                "bert.encoder.layer.0.attention.self.query.lora_B.weight".into(),
+                Some("sentiment".into())
+            )
+        );
+        assert_eq!(
+            key("base_model.model.query.lora_A.weight"),
+            ("query.lora_A.weight".into(), None)
+        );
+        assert_eq!(
+            key("classifier.modules_to_save.default.out_proj.weight"),
+            ("classifier.out_proj.weight".into(), Some("default".into()))
+        );
+        assert_eq!(key("classifier.weight"), ("classifier.weight".into(), None));
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_are_refused_by_name() {
+        for (extra, field) in [
+            (r#", "use_rslora": "x""#, "use_rslora"),
+            (r#", "lora_alpha": "16""#, "lora_alpha"),
+            (r#", "lora_dropout": "0.1""#, "lora_dropout"),
+            (
+                r#", "base_model_name_or_path": 7"#,
+                "base_model_name_or_path",
+            ),
+            (r#", "r": 8.5"#, "r"),
+        ] {
+            let e = config(extra).unwrap_err().to_string();
+            assert!(e.contains(field), "{extra}: {e}");
+        }
+        // Unknown fields with their neutral value are PEFT's newer options, off.
+        assert!(config(r#", "some_future_option": null"#).is_ok());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The training loop: one [`Trainer`] for every method and task.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::Module;
@@ -37,6 +39,16 @@ pub enum StopReason {
     EarlyStopped,
     /// `stop_after_steps` was reached; resume to continue.
     StepLimit,
+    /// The stop flag was raised (Ctrl-C, SIGTERM): the step in progress finished and a
+    /// checkpoint was written; resume to continue.
+    Interrupted,
+}
+
+impl StopReason {
+    /// Whether the run can be continued from its checkpoint (no final weights were written).
+    pub fn is_resumable(self) -> bool {
+        matches!(self, Self::StepLimit | Self::Interrupted)
+    }
 }
 
 /// The result of [`Trainer::fit`] or [`Trainer::resume`].
@@ -137,6 +149,7 @@ pub struct Trainer<'a, T: TrainTask> {
     config: TrainConfig,
     out: PathBuf,
     base_model: Option<String>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 /// Name of the resumable checkpoint directory inside the output directory.
@@ -154,7 +167,16 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
             config,
             out: out.into(),
             base_model: None,
+            stop: None,
         }
+    }
+
+    /// A flag that, once raised (by a signal handler, another thread), ends the run after the
+    /// step in progress: the trainer writes a checkpoint and returns
+    /// [`StopReason::Interrupted`], and [`resume`](Self::resume) continues exactly there.
+    pub fn with_stop_flag(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
     }
 
     /// Records the base model's name or path in saved PEFT adapters
@@ -162,6 +184,11 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
     pub fn with_base_model(mut self, name: impl Into<String>) -> Self {
         self.base_model = Some(name.into());
         self
+    }
+
+    /// The output directory.
+    pub fn out_dir(&self) -> &Path {
+        &self.out
     }
 
     fn checkpoint_dir(&self) -> PathBuf {
@@ -357,10 +384,18 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
                 {
                     self.save_checkpoint(&mut model, &state, &optimizer)?;
                 }
-                if config.stop_after_steps == Some(step) {
+                let stop = if config.stop_after_steps == Some(step) {
+                    Some(StopReason::StepLimit)
+                } else if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                    Some(StopReason::Interrupted)
+                } else {
+                    None
+                };
+                if let Some(stop) = stop {
                     bar.abandon();
                     self.save_checkpoint(&mut model, &state, &optimizer)?;
-                    return self.finish(model, state, params, StopReason::StepLimit);
+                    tracing::info!(step, reason = ?stop, "stopped with a checkpoint");
+                    return self.finish(model, state, params, stop);
                 }
                 if state.early_stopped {
                     break;
@@ -528,18 +563,22 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
         stop: StopReason,
     ) -> Result<TrainOutcome<T::Model>> {
         let outcome_state = state;
-        if stop != StopReason::StepLimit {
+        if !stop.is_resumable() {
             // The final weights, metrics and summary go straight into the output directory.
+            lora_core::io::remove_stale_temporaries(&self.out, ".final.tmp-");
             let staging = self.out.join(format!(".final.tmp-{}", std::process::id()));
             write_dir_atomically(&staging, |dir| self.write_weights(&mut model, dir))?;
-            for entry in std::fs::read_dir(&staging).map_err(|e| TrainError::Checkpoint {
-                path: staging.clone(),
-                reason: e.to_string(),
-            })? {
-                let entry = entry.map_err(|e| TrainError::Checkpoint {
+            let mut entries = std::fs::read_dir(&staging)
+                .and_then(|dir| dir.collect::<std::io::Result<Vec<_>>>())
+                .map_err(|e| TrainError::Checkpoint {
                     path: staging.clone(),
                     reason: e.to_string(),
                 })?;
+            // The adapter's config goes last: where it is present, its weights are complete (a
+            // kill between the renames leaves no adapter a reader would take as valid, and a
+            // resume writes them again).
+            entries.sort_by_key(|e| e.file_name() == lora_surgery::CONFIG_FILE);
+            for entry in entries {
                 let target = self.out.join(entry.file_name());
                 std::fs::rename(entry.path(), &target).map_err(|e| TrainError::Checkpoint {
                     path: target,

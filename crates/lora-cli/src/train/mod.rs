@@ -118,6 +118,10 @@ pub struct TrainArgs {
     /// Also evaluate every N steps.
     #[arg(long)]
     eval_every: Option<usize>,
+    /// Also write the resumable checkpoint every N steps (it is always written at the end of
+    /// each epoch and when the run is interrupted).
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
     /// Stop after N evaluations without improvement.
     #[arg(long)]
     patience: Option<usize>,
@@ -311,6 +315,9 @@ impl TrainArgs {
         }
         if self.eval_every.is_some() {
             c.eval_every_steps = self.eval_every;
+        }
+        if self.checkpoint_every.is_some() {
+            c.checkpoint_every_steps = self.checkpoint_every;
         }
         if self.patience.is_some() {
             c.early_stopping_patience = self.patience;

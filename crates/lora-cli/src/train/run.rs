@@ -1,19 +1,22 @@
 //! Running `lora train`: the data, the model and the trainer for each kind of task.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use lora_assets::tasks::SPLIT_SEED;
 use lora_assets::{AssetCache, BuiltinTask};
 use lora_core::ParamCount;
+use lora_core::lock::DirLock;
 use lora_data::dataset::split_seeded;
 use lora_data::readers::{Columns, read_examples};
 use lora_data::sft::SftOptions;
 use lora_data::{Example, TaskSplits};
 use lora_models::Family;
 use lora_train::{
-    CausalLmTask, ClassificationTask, Method, SftTask, TrainOutcome, Trainer, prepare_causal_lm,
-    prepare_classifier,
+    CausalLmTask, ClassificationTask, Method, SftTask, StopReason, TrainOutcome, Trainer,
+    prepare_causal_lm, prepare_classifier,
 };
 
 use crate::model::{resolve_model, write_labels};
@@ -30,6 +33,14 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
         args.out.clone().or(spec.out.clone()).context(
             "--out is required (the directory for the adapter, metrics and checkpoints)",
         )?;
+    // One run at a time writes to --out: the lock is taken now when the directory exists (a
+    // resume, or a second run on it is refused before any work), else just before the first
+    // write.
+    let mut lock = if out.is_dir() {
+        Some(DirLock::acquire(&out)?)
+    } else {
+        None
+    };
     if !args.resume
         && lora_train::checkpoint::existing_dir(&out.join(lora_train::trainer::CHECKPOINT_DIR))
             .is_some()
@@ -46,6 +57,15 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
             bail!("nothing to resume: {} does not exist", saved.display());
         }
         spec = read_toml(&saved)?;
+    }
+    // Ctrl-C or SIGTERM: the trainer finishes the step, writes a checkpoint and stops; a second
+    // signal ends the process at once.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))
+            .context("installing the interrupt handler")?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing the interrupt handler")?;
     }
     macro_rules! flag {
         ($name:ident) => {
@@ -108,8 +128,10 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
 
     // Nothing is written to --out until the data, the model and the method are ready, so a
     // mistake leaves no half-made run behind.
-    let write_run_file = || -> Result<()> {
-        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let write_run_file = |lock: &mut Option<DirLock>| -> Result<()> {
+        if lock.is_none() {
+            *lock = Some(DirLock::acquire(&out)?);
+        }
         let text = toml::to_string_pretty(&spec).context("recording the run settings")?;
         lora_core::io::write_atomic(&out.join(RUN_FILE), text.as_bytes())?;
         Ok(())
@@ -140,11 +162,13 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
             )?;
             print_params(&config.method, &ParamCount::of(&model), quiet);
             if !args.resume {
-                write_run_file()?;
+                write_run_file(&mut lock)?;
             }
             write_labels(&out, splits.labels.names())?;
-            let trainer = Trainer::new(&task, config, &out).with_base_model(base_name);
-            let outcome = run(&trainer, model, args.resume)?;
+            let trainer = Trainer::new(&task, config, &out)
+                .with_base_model(base_name)
+                .with_stop_flag(Arc::clone(&stop));
+            let outcome = run(&trainer, model, args.resume, &stop)?;
             report(&outcome, quiet);
         }
         Family::Decoder(_) if spec.is_sft() => {
@@ -207,10 +231,12 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
             let model = prepare_causal_lm(decoder, &config.method, config.seed, &train_device)?;
             print_params(&config.method, &ParamCount::of(&model), quiet);
             if !args.resume {
-                write_run_file()?;
+                write_run_file(&mut lock)?;
             }
-            let trainer = Trainer::new(&task, config, &out).with_base_model(base_name);
-            let outcome = run(&trainer, model, args.resume)?;
+            let trainer = Trainer::new(&task, config, &out)
+                .with_base_model(base_name)
+                .with_stop_flag(Arc::clone(&stop));
+            let outcome = run(&trainer, model, args.resume, &stop)?;
             report(&outcome, quiet);
         }
         Family::Decoder(_) => {
@@ -231,10 +257,12 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
             let model = prepare_causal_lm(decoder, &config.method, config.seed, &train_device)?;
             print_params(&config.method, &ParamCount::of(&model), quiet);
             if !args.resume {
-                write_run_file()?;
+                write_run_file(&mut lock)?;
             }
-            let trainer = Trainer::new(&task, config, &out).with_base_model(base_name);
-            let outcome = run(&trainer, model, args.resume)?;
+            let trainer = Trainer::new(&task, config, &out)
+                .with_base_model(base_name)
+                .with_stop_flag(Arc::clone(&stop));
+            let outcome = run(&trainer, model, args.resume, &stop)?;
             report(&outcome, quiet);
         }
     }
@@ -245,8 +273,21 @@ fn run<T: lora_train::TrainTask>(
     trainer: &Trainer<'_, T>,
     model: T::Model,
     resume: bool,
+    stop: &AtomicBool,
 ) -> Result<TrainOutcome<T::Model>> {
-    let outcome = if resume {
+    if stop.load(Ordering::SeqCst) {
+        eprintln!("interrupted before training started");
+        std::process::exit(130);
+    }
+    let checkpoint = trainer.out_dir().join(lora_train::trainer::CHECKPOINT_DIR);
+    let outcome = if resume && lora_train::checkpoint::existing_dir(&checkpoint).is_none() {
+        // Stopped before its first checkpoint: the recorded run starts from the beginning.
+        tracing::warn!(
+            "no checkpoint yet in {}: starting the run from the beginning",
+            trainer.out_dir().display()
+        );
+        trainer.fit(model)
+    } else if resume {
         trainer.resume(model)
     } else {
         trainer.fit(model)
@@ -271,9 +312,25 @@ fn print_params(method: &Method, params: &ParamCount, quiet: bool) {
     }
 }
 
+/// Prints the summary; an interrupted run exits with status 130 and the command that resumes
+/// it.
 fn report<M>(outcome: &TrainOutcome<M>, quiet: bool) {
     if !quiet {
         print!("{}", outcome.summary());
+    }
+    if outcome.stop == StopReason::Interrupted {
+        eprintln!(
+            "interrupted after step {}: the checkpoint is in {}; continue with
+  \
+             lora train --out {} --resume",
+            outcome.state.global_step,
+            outcome
+                .out_dir
+                .join(lora_train::trainer::CHECKPOINT_DIR)
+                .display(),
+            outcome.out_dir.display()
+        );
+        std::process::exit(130);
     }
 }
 
