@@ -84,7 +84,7 @@ pub fn release_lora(root: &Path) -> Result<PathBuf> {
 }
 
 /// The `[workspace.package]` version.
-fn workspace_version(root: &Path) -> Result<String> {
+pub fn workspace_version(root: &Path) -> Result<String> {
     let manifest = std::fs::read_to_string(root.join("Cargo.toml"))?;
     manifest
         .lines()

@@ -144,6 +144,22 @@ pub fn run(args: &[String]) -> Result<()> {
             seconds: started_bundle.elapsed().as_secs_f64(),
         });
     }
+    // Every fuzz target builds and runs a few seconds over its seed corpus (the long runs and
+    // their figures: `cargo xtask fuzz`, docs/reliability.md).
+    let started_fuzz = Instant::now();
+    let outcome = match crate::fuzz::run(&["--seconds".into(), "5".into()]) {
+        Ok(()) => Outcome::Passed,
+        Err(e) => {
+            eprintln!("xtask: fuzz: {e:#}");
+            Outcome::Failed
+        }
+    };
+    rows.push(Row {
+        backend: "flex",
+        what: "fuzz smoke: every cargo fuzz target, 5 s each",
+        outcome,
+        seconds: started_fuzz.elapsed().as_secs_f64(),
+    });
     rows.extend(cuda_rows(&root));
     let started_interop = Instant::now();
     let outcome = match crate::interop::run() {
@@ -250,12 +266,38 @@ const PUBLISHED: [&str; 9] = [
 /// just made, by version); extra arguments (`--allow-dirty`, `--no-verify`) go to cargo.
 pub fn package(args: &[String]) -> Result<()> {
     let root = workspace_root()?;
+    remove_stale_extractions(&root)?;
     let mut cmd_args = vec!["package"];
     for name in PUBLISHED {
         cmd_args.extend(["-p", name]);
     }
     cmd_args.extend(args.iter().map(String::as_str));
     step(&root, "cargo package", &cmd_args, &[])
+}
+
+/// `cargo package` verifies each crate against the others' fresh tarballs through a local
+/// registry, which cargo unpacks under `$CARGO_HOME/registry/src/<registry>/<name>-<version>`
+/// and reuses while such a directory exists: with the version unchanged, an extraction from an
+/// earlier run would stand in for today's sources. Those directories are removed first.
+fn remove_stale_extractions(root: &Path) -> Result<()> {
+    let version = crate::cargo::workspace_version(root)?;
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .context("neither CARGO_HOME nor HOME is set")?;
+    let Ok(registries) = std::fs::read_dir(home.join("registry/src")) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        for name in PUBLISHED {
+            let dir = registry.path().join(format!("{name}-{version}"));
+            if dir.is_dir() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("removing {}", dir.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn test_row(

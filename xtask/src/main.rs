@@ -11,11 +11,13 @@
 //! - `cargo xtask interop`: transformers and PEFT load what `lora merge` / `lora export` write.
 //! - `cargo xtask fetch [NAME...]`: the pinned real assets, ahead of time.
 //! - `cargo xtask gpu-bundle [--check]`: the folder a lent GPU machine runs (`run.sh`).
+//! - `cargo xtask fuzz [--seconds N]`: every `cargo fuzz` target over its seed corpus.
 
 mod bench;
 mod cargo;
 mod ci;
 mod fixtures;
+mod fuzz;
 mod gpu_bundle;
 mod interop;
 mod python;
@@ -44,6 +46,10 @@ tasks:
                with lora's outputs (also run by ci)
   fetch [--cache DIR] [NAME...]
                fetch the pinned real assets (minilm, smollm2, movie-sentiment, bbc-news)
+  fuzz [--seconds N] [--only T,...]
+               every cargo fuzz target of fuzz/ (nightly, libFuzzer) for N seconds (default 60)
+               over its committed seed corpus; a table of executions, coverage and peak memory
+               (ci runs 5 s per target)
   gpu-bundle [--out DIR] [--without-loaders] [--test-build] [--check]
                gather gpu-bundle/ (release wgpu lora, fixtures, real-size configs, benchmark
                tokens, Vulkan loaders, run.sh) for a lent GPU machine; --check runs
@@ -62,6 +68,7 @@ fn main() -> ExitCode {
         Some("experiment") => cargo::experiment(&args[1..]),
         Some("fixtures") => fixtures::run_fixtures(&args[1..]),
         Some("gpu-bundle") => gpu_bundle::run(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

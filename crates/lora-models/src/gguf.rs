@@ -134,7 +134,8 @@ impl GgufTensorInfo {
         self.dims.iter().rev().map(|&d| d as usize).collect()
     }
 
-    fn num_elements(&self) -> Option<u64> {
+    /// The number of elements (`None` when the dimensions overflow `u64`).
+    pub fn num_elements(&self) -> Option<u64> {
         self.dims
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
@@ -287,7 +288,9 @@ impl GgufFile {
                 info.name
             )));
         }
-        let len = n / block_elems as u64 * block_bytes as u64;
+        let len = (n / block_elems as u64)
+            .checked_mul(block_bytes as u64)
+            .ok_or_else(|| bad(format!("tensor '{}' is too large", info.name)))?;
         let start = (self.data_start as u64)
             .checked_add(info.offset)
             .ok_or_else(|| bad(format!("tensor '{}' has an invalid offset", info.name)))?;

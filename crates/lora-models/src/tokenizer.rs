@@ -13,8 +13,19 @@ use crate::gguf::{GgufFile, GgufValue};
 /// Loads a `tokenizer.json`, turning off any padding and truncation it presets (MiniLM's pads
 /// to 128 and truncates at 128): callers pad per batch and truncate to their own `max_len`.
 pub fn load_tokenizer_json(path: &Path) -> Result<Tokenizer> {
-    let mut tokenizer = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
-        context: format!("reading {}", path.display()),
+    let context = || format!("reading {}", path.display());
+    // The tokenizers crate panics on some malformed files (a `decoder` object of no known
+    // shape, found by fuzzing) instead of returning its error: that panic becomes this error.
+    let loaded = std::panic::catch_unwind(|| Tokenizer::from_file(path)).map_err(|_| {
+        ModelError::Tokenizer {
+            context: context(),
+            reason: "the file is not a valid tokenizer.json (the tokenizers library could \
+                     not read it)"
+                .into(),
+        }
+    })?;
+    let mut tokenizer = loaded.map_err(|e| ModelError::Tokenizer {
+        context: context(),
         reason: e.to_string(),
     })?;
     tokenizer.with_padding(None);
@@ -24,7 +35,33 @@ pub fn load_tokenizer_json(path: &Path) -> Result<Tokenizer> {
             context: "disabling truncation".into(),
             reason: e.to_string(),
         })?;
-    Ok(tokenizer)
+    usable(tokenizer, &context())
+}
+
+/// Checks that a loaded tokenizer encodes a text and a pair of texts. The tokenizers crate
+/// accepts files it then panics on when encoding (a post-processor template naming a token
+/// the vocabulary lacks, found by fuzzing); such a file is refused here, once, instead of
+/// failing in the middle of a run.
+fn usable(tokenizer: Tokenizer, context: &str) -> Result<Tokenizer> {
+    let probe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tokenizer
+            .encode("Hello, world: 12 tokens.", true)
+            .and_then(|_| tokenizer.encode(("A first text.", "A second one."), true))
+            .map(|_| ())
+    }));
+    match probe {
+        Ok(Ok(())) => Ok(tokenizer),
+        Ok(Err(e)) => Err(ModelError::Tokenizer {
+            context: context.to_string(),
+            reason: format!("it cannot encode a plain text: {e}"),
+        }),
+        Err(_) => Err(ModelError::Tokenizer {
+            context: context.to_string(),
+            reason: "it is inconsistent: the tokenizers library fails encoding a plain text \
+                     with it (a post-processor or special token that the vocabulary lacks?)"
+                .into(),
+        }),
+    }
 }
 
 /// Pre-tokenizers for the `tokenizer.ggml.pre` values we know, as `tokenizer.json` fragments.
@@ -121,7 +158,9 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
             "ignore_merges": false, "vocab": vocab, "merges": merges
         }
     });
-    spec.to_string()
+    let tokenizer = spec
+        .to_string()
         .parse::<Tokenizer>()
-        .map_err(|e| err(e.to_string()))
+        .map_err(|e| err(e.to_string()))?;
+    usable(tokenizer, "the GGUF file's tokenizer")
 }

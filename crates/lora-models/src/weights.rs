@@ -351,3 +351,22 @@ impl WeightSource for RandomWeights {
         Ok(HostTensor::new(shape.to_vec(), data)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pickle_only_directory_is_refused_with_the_conversion() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pytorch_model.bin"), b"PK\x03\x04").unwrap();
+        let e = SafetensorsWeights::open_dir(dir.path())
+            .err()
+            .expect("a pickle-only directory is refused")
+            .to_string();
+        assert!(
+            e.contains("never loads") && e.contains("safe_serialization=True"),
+            "{e}"
+        );
+    }
+}

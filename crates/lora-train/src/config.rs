@@ -89,7 +89,8 @@ impl TrainConfig {
         self.lr.unwrap_or_else(|| self.method.default_lr())
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks the settings (batch size, epochs, learning rate, schedule, …) before a run.
+    pub fn validate(&self) -> Result<()> {
         let bad = |s: String| Err(TrainError::Config(s));
         if self.epochs == 0 {
             return bad("epochs must be at least 1".into());
