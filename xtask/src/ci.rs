@@ -267,7 +267,8 @@ const PUBLISHED: [&str; 9] = [
 pub fn package(args: &[String]) -> Result<()> {
     let root = workspace_root()?;
     remove_stale_extractions(&root)?;
-    let mut cmd_args = vec!["package"];
+    let verify = verify_dir(&root).display().to_string();
+    let mut cmd_args = vec!["package", "--target-dir", verify.as_str()];
     for name in PUBLISHED {
         cmd_args.extend(["-p", name]);
     }
@@ -276,10 +277,29 @@ pub fn package(args: &[String]) -> Result<()> {
 }
 
 /// `cargo package` verifies each crate against the others' fresh tarballs through a local
-/// registry, which cargo unpacks under `$CARGO_HOME/registry/src/<registry>/<name>-<version>`
-/// and reuses while such a directory exists: with the version unchanged, an extraction from an
-/// earlier run would stand in for today's sources. Those directories are removed first.
+/// registry, and cargo takes registry crates to be immutable: it reuses an extraction under
+/// `$CARGO_HOME/registry/src/<registry>/<name>-<version>` while one exists, and a build of
+/// such sources while its fingerprint holds (their files carry the archive's fixed mtime, so
+/// they never look newer than the build). With our version unchanged, yesterday's crate would
+/// stand in for today's. So the verification builds in a target directory of its own
+/// ([`verify_dir`]), and both the extractions and the fingerprints of our crates there are
+/// removed first; the dependencies' builds stay.
 fn remove_stale_extractions(root: &Path) -> Result<()> {
+    let ours = |name: &str| {
+        PUBLISHED.iter().any(|p| {
+            name.strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('-'))
+        })
+    };
+    let fingerprints = verify_dir(root).join("debug").join(".fingerprint");
+    if let Ok(entries) = std::fs::read_dir(&fingerprints) {
+        for entry in entries.flatten() {
+            if ours(&entry.file_name().to_string_lossy()) {
+                std::fs::remove_dir_all(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+    }
     let version = crate::cargo::workspace_version(root)?;
     let home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
@@ -298,6 +318,11 @@ fn remove_stale_extractions(root: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The target directory of `cargo package`'s verification builds.
+fn verify_dir(root: &Path) -> PathBuf {
+    target_dir(root).join("package-verify")
 }
 
 fn test_row(

@@ -107,6 +107,16 @@ fn assert_nothing_torn(out: &Path, when: &str) {
     }
 }
 
+/// No temporary of a killed or failed write is left in `out`.
+fn assert_no_temporaries(out: &Path) {
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -208,12 +218,7 @@ fn killed_and_interrupted_runs_resume_bit_identically() {
         "the resumed weights differ from the uninterrupted run's"
     );
     // No killed process's temporaries stay behind.
-    let leftovers: Vec<PathBuf> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().contains(".tmp-"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_no_temporaries(&out);
 }
 
 #[test]
@@ -283,12 +288,7 @@ fn a_full_disk_leaves_nothing_that_passes_for_a_checkpoint_or_an_adapter() {
     assert!(err.contains("File too large"), "{err}");
     assert!(!out.join("checkpoint").exists() && !out.join(".checkpoint.old").exists());
     assert!(!out.join("adapter_config.json").exists());
-    let leftovers: Vec<PathBuf> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().contains(".tmp-"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_no_temporaries(&out);
     // What is left is refused for what it is not: no adapter to predict with, and a resume
     // (with room on the disk) runs the recorded settings from the beginning.
     let predict = Command::new(lora_binary())

@@ -388,13 +388,7 @@ impl LoraLinear {
         let index = self.index_of(name)?;
         let adapter = &self.adapters[index];
         let delta = adapter.delta_weight().abs();
-        let not_finite = delta
-            .clone()
-            .is_finite()
-            .bool_not()
-            .any()
-            .into_scalar::<bool>();
-        let update = if not_finite {
+        let update = if any_not_finite(&delta) {
             f32::INFINITY
         } else {
             delta.max().into_scalar::<f32>()
@@ -423,14 +417,7 @@ impl LoraLinear {
             });
         }
         let delta = self.adapters[index].delta_weight();
-        // One boolean read back: whether any element is NaN or infinite.
-        let not_finite = delta
-            .clone()
-            .is_finite()
-            .bool_not()
-            .any()
-            .into_scalar::<bool>();
-        if not_finite {
+        if any_not_finite(&delta) {
             return Err(LoraError::NonFiniteMerge {
                 name: name.to_string(),
                 scaling: self.adapters[index].scaling(),
@@ -560,6 +547,11 @@ impl LoraLinear {
             known,
         }
     }
+}
+
+/// Whether any element is NaN or infinite (one boolean read back from the device).
+fn any_not_finite(t: &Tensor<2>) -> bool {
+    t.clone().is_finite().bool_not().any().into_scalar::<bool>()
 }
 
 #[cfg(test)]

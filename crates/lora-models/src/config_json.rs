@@ -8,6 +8,10 @@ use serde_json::{Map, Value};
 
 use crate::error::{ModelError, Result};
 
+/// The largest integer a configuration field may hold (2^24): above every real dimension,
+/// layer count, context length and vocabulary.
+pub const MAX_SIZE: usize = 1 << 24;
+
 /// A parsed `config.json` (or a config rebuilt from GGUF metadata), kept whole so a saved model
 /// writes it back unchanged.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,15 +67,19 @@ impl ConfigJson {
         self.present("model_type").and_then(Value::as_str)
     }
 
-    /// A non-negative integer field, `None` when absent or null.
+    /// A non-negative integer field, `None` when absent or null. Sizes, counts and token ids
+    /// above [`MAX_SIZE`] are refused: no model has them, and a file that claims one (a
+    /// corrupted or hostile `config.json`) must fail here, not in an allocation.
     pub fn opt_usize(&self, key: &str) -> Result<Option<usize>> {
         match self.present(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .and_then(|n| usize::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| self.wrong(key, "a non-negative integer", v)),
+            Some(v) => match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                Some(n) if n > MAX_SIZE => Err(self.error(format!(
+                    "'{key}' = {n} is not a plausible size (at most {MAX_SIZE})"
+                ))),
+                Some(n) => Ok(Some(n)),
+                None => Err(self.wrong(key, "a non-negative integer", v)),
+            },
         }
     }
 

@@ -355,7 +355,9 @@ pub fn decoder_config_from_gguf(file: &GgufFile, path: &Path) -> Result<DecoderC
             // llama.cpp scales by 1/sqrt(head_dim) (1/sqrt(hidden/heads) for the 46-layer 27B).
             let layers = need("block_count")?;
             let scalar = if layers == 46 {
-                hidden / heads
+                hidden
+                    .checked_div(heads)
+                    .ok_or_else(|| bad("attention.head_count is 0".into()))?
             } else {
                 int("attention.key_length").unwrap_or(256)
             };
