@@ -3,6 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+mod scratch;
 use lora_data::sft::{SftColumns, read_conversations, read_sft};
 
 fuzz_target!(|data: &[u8]| {
@@ -10,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let ext = ["jsonl", "tsv", "csv"][pick as usize % 3];
-    let path = std::env::temp_dir().join(format!("lora-fuzz-sft-{}.{ext}", std::process::id()));
+    let path = scratch::dir().join(format!("lora-fuzz-sft-{}.{ext}", std::process::id()));
     std::fs::write(&path, rest).expect("writing the input");
     let _ = read_sft(&path, &SftColumns::default());
     if ext == "jsonl" {

@@ -2,6 +2,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+
+mod scratch;
 use lora_data::readers::{Columns, read_examples};
 
 fuzz_target!(|data: &[u8]| {
@@ -9,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let ext = ["tsv", "csv", "jsonl"][pick as usize % 3];
-    let path = std::env::temp_dir().join(format!("lora-fuzz-{}.{ext}", std::process::id()));
+    let path = scratch::dir().join(format!("lora-fuzz-{}.{ext}", std::process::id()));
     std::fs::write(&path, rest).expect("writing the input");
     let _ = read_examples(&path, &Columns::default(), None);
     let pair = Columns {

@@ -8,14 +8,15 @@
 
 use libfuzzer_sys::fuzz_target;
 
+mod scratch;
+
 static DEFAULT_HOOK: std::sync::Once = std::sync::Once::new();
 
 fuzz_target!(|data: &[u8]| {
     DEFAULT_HOOK.call_once(|| {
         let _ = std::panic::take_hook();
     });
-    let path =
-        std::env::temp_dir().join(format!("lora-fuzz-{}.tokenizer.json", std::process::id()));
+    let path = scratch::dir().join(format!("lora-fuzz-{}.tokenizer.json", std::process::id()));
     std::fs::write(&path, data).expect("writing the input");
     if let Ok(tokenizer) = lora_models::tokenizer::load_tokenizer_json(&path) {
         let _ = tokenizer.encode("Hello, world: a short text.", true);
