@@ -133,22 +133,20 @@ fn build(root: &Path, options: &Options) -> Result<()> {
         other => eprintln!("xtask: strip did not run ({other:?}); the binary stays unstripped"),
     }
     let packed = std::fs::File::create(out.join("lora.gz"))?;
-    run_ok(
-        Command::new("gzip").arg("-c").arg(&lora).stdout(packed),
-        "gzip of the lora binary",
-    )?;
+    crate::python::run(Command::new("gzip").arg("-c").arg(&lora).stdout(packed))
+        .context("gzip of the lora binary")?;
 
     let fixtures = copy_fixtures(&root.join("tests/fixtures"), &out.join("fixtures"))?;
 
     // The benchmark batches and the real models' configurations, written by this very binary.
     let tokens = out.join("tokens");
-    run_ok(
+    crate::python::run(
         Command::new(&lora)
             .args(["bench", "--write-tokens"])
             .arg(&tokens)
             .env("BURN_DEVICE", "flex"),
-        "lora bench --write-tokens",
-    )?;
+    )
+    .context("lora bench --write-tokens")?;
     std::fs::remove_file(tokens.join("models.json")).ok();
     let configs = out.join("configs");
     std::fs::create_dir_all(&configs)?;
@@ -263,20 +261,20 @@ fn download_loaders(dir: &Path) -> Result<()> {
         "-oAPT::Architectures=amd64".to_string(),
         format!("-oDir::State::Lists={}", lists.display()),
     ];
-    run_ok(
+    crate::python::run(
         Command::new("apt-get")
             .args(&options)
             .args(["-qq", "update"]),
-        "apt-get update (amd64 lists)",
-    )?;
-    run_ok(
+    )
+    .context("apt-get update (amd64 lists)")?;
+    crate::python::run(
         Command::new("apt-get")
             .args(&options)
             .arg("download")
             .args(LOADER_PACKAGES)
             .current_dir(dir),
-        "apt-get download of the Vulkan loaders",
     )
+    .context("apt-get download of the Vulkan loaders")
 }
 
 /// Runs `run.sh --small` of the bundle on this machine's wgpu (lavapipe without a GPU) and
@@ -326,16 +324,6 @@ fn check(bundle: &Path, out: &Path) -> Result<()> {
             "run.sh --small failed ({status}); see {} and gpu-run.log beside it",
             path.display()
         );
-    }
-    Ok(())
-}
-
-fn run_ok(command: &mut Command, what: &str) -> Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("could not start {what}"))?;
-    if !status.success() {
-        bail!("{what} failed ({status})");
     }
     Ok(())
 }

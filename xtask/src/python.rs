@@ -40,7 +40,8 @@ pub fn pinned_python(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
-/// Runs a command, failing loudly when it cannot start or fails.
+/// Runs a command, failing loudly when it cannot start or fails (used by every xtask that runs
+/// a tool other than cargo).
 pub fn run(command: &mut Command) -> Result<()> {
     let status = command
         .status()
