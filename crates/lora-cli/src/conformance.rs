@@ -26,13 +26,7 @@ pub struct ConformanceArgs {
 }
 
 pub fn conformance(args: ConformanceArgs) -> Result<()> {
-    let backend = lora_core::Backend::parse(
-        &args
-            .device
-            .clone()
-            .or_else(|| std::env::var("BURN_DEVICE").ok())
-            .unwrap_or_else(|| lora_core::compiled_backends()[0].name().into()),
-    )?;
+    let backend = lora_core::select_backend(args.device.as_deref())?;
     let device = backend.device()?;
     let tolerance = args.tolerance.unwrap_or(match backend {
         lora_core::Backend::Wgpu | lora_core::Backend::Cuda(_) => 1e-3,

@@ -124,19 +124,26 @@ pub fn compiled_backends() -> Vec<Backend> {
 /// assert!(err.to_string().contains("valid choices"));
 /// ```
 pub fn select_device(spec: Option<&str>) -> Result<Device> {
+    let backend = select_backend(spec)?;
+    tracing::debug!(%backend, "selecting device");
+    backend.device()
+}
+
+/// The backend [`select_device`] opens for `spec`: the explicit choice, else `BURN_DEVICE`,
+/// else the first compiled backend (for callers that also need to know which kind it is, e.g.
+/// to choose a CPU or GPU tolerance).
+pub fn select_backend(spec: Option<&str>) -> Result<Backend> {
     let from_env = std::env::var("BURN_DEVICE").ok();
-    let spec = spec.or(from_env.as_deref());
-    let backend = match spec {
-        Some(spec) => Backend::parse(spec)?,
-        None => *compiled_backends()
+    match spec.or(from_env.as_deref()) {
+        Some(spec) => Backend::parse(spec),
+        None => compiled_backends()
             .first()
+            .copied()
             .ok_or_else(|| LoraError::BackendNotCompiled {
                 backend: "any".into(),
                 compiled: Vec::new(),
-            })?,
-    };
-    tracing::debug!(%backend, "selecting device");
-    backend.device()
+            }),
+    }
 }
 
 #[allow(unreachable_code, unused_variables)]

@@ -48,7 +48,7 @@ pub mod testing;
 pub use adapter::LoraAdapter;
 pub use bottleneck::{AdapterActivation, BottleneckAdapter, BottleneckAdapterConfig};
 pub use config::{LoraConfig, LoraInit};
-pub use device::{Backend, compiled_backends, select_device};
+pub use device::{Backend, compiled_backends, select_backend, select_device};
 pub use error::{LoraError, Result};
 pub use io::{HostTensor, IoError, NamedTensors, SaveDtype};
 pub use linear::{LoraLinear, LoraLinearConfig, SavedCopy};
