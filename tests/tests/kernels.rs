@@ -1,7 +1,8 @@
 //! The element-wise kernels training leans on, on every backend, against closed forms computed
 //! in `f64` here: `erf`, `exp`, GELU and its gradient (the exact, erf form transformers uses),
 //! sigmoid, and dropout's Bernoulli masks (their rate, and their reproducibility under a seed).
-//! On `flex` these are lora-burn's vectorised kernels (`patches/burn-flex`).
+//! Products with a block-quantized weight, against the expanded weight. On `flex` these are
+//! lora-burn's kernels (`patches/burn-flex`).
 
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
@@ -87,4 +88,36 @@ lora_core::backend_test!(fn dropout_masks_have_their_rate_and_follow_the_seed(de
     assert!(a.iter().all(|&v| v == 0.0 || v == 1.0));
     assert_eq!(a, draw(3), "the same seed gives the same mask");
     assert_ne!(a, draw(4), "another seed gives another mask");
+});
+
+lora_core::backend_test!(fn quantized_products_equal_the_products_of_the_expanded_weights(device) {
+    // A float activation times a block-quantized weight (a q8 / q4 frozen base): a few rows
+    // take flex's direct 8-bit kernel, more rows expand the weight and call gemm. Both must
+    // equal the product with the weight expanded to f32, computed here in f64.
+    use lora_core::BaseDType;
+    let backend = lora_core::Backend::of_device(&device).unwrap();
+    let (k, n) = (96, 300);
+    let w = Tensor::<2>::random([k, n], Distribution::Normal(0.0, 0.1), &device);
+    for dtype in [BaseDType::Q8, BaseDType::Q4] {
+        if !dtype.supported_on(backend) {
+            continue;
+        }
+        let stored = dtype.store(w.clone());
+        let expanded = host(lora_core::base_dtype::widen(stored.clone()));
+        for m in [1, 3, 8, 9, 40] {
+            let x = Tensor::<2>::random([m, k], Distribution::Default, &device);
+            let got = host(x.clone().matmul(stored.clone()));
+            let xs = host(x);
+            let mut worst = 0.0f64;
+            for r in 0..m {
+                for j in 0..n {
+                    let exact: f64 = (0..k)
+                        .map(|i| xs[r * k + i] as f64 * expanded[i * n + j] as f64)
+                        .sum();
+                    worst = worst.max((got[r * n + j] as f64 - exact).abs() / exact.abs().max(1.0));
+                }
+            }
+            assert!(worst < 1e-5, "{dtype}, {m} rows: error {worst}");
+        }
+    }
 });

@@ -11,6 +11,9 @@ use crate::cargo::{TEST_FEATURES, step, target_dir, workspace_root};
 
 /// `cargo xtask bench [--vs-pytorch [--threads 1,2] [--repeats N] [--quick]] [criterion args]`.
 pub fn bench(args: &[String]) -> Result<()> {
+    if args.iter().any(|a| a == "--memory") {
+        return crate::bench_memory::memory(args);
+    }
     if args.iter().any(|a| a == "--vs-pytorch") {
         return vs_pytorch(args);
     }
@@ -126,13 +129,7 @@ fn vs_pytorch(args: &[String]) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let repeats = flag(args, "--repeats").unwrap_or("5").to_string();
-    step(
-        &root,
-        "build the release lora",
-        &["build", "--release", "--bin", "lora"],
-        &[],
-    )?;
-    let lora = target_dir(&root).join("release").join("lora");
+    let lora = release_lora(&root)?;
     let python = crate::python::pinned_python(&root)?;
     let script = root.join("xtask/bench/pytorch_bench.py");
     let tokens = target_dir(&root).join("bench-tokens");
@@ -181,8 +178,27 @@ fn vs_pytorch(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Builds the release `lora` (the same features as the GPU bundle's, so one build serves both)
+/// and returns its path.
+pub fn release_lora(root: &Path) -> Result<std::path::PathBuf> {
+    step(
+        root,
+        "build the release lora",
+        &[
+            "build",
+            "--release",
+            "--bin",
+            "lora",
+            "--features",
+            "flex,wgpu",
+        ],
+        &[],
+    )?;
+    Ok(target_dir(root).join("release").join("lora"))
+}
+
 /// Runs a command that prints one JSON object as its last stdout line.
-fn json_of(command: &mut Command) -> Result<serde_json::Value> {
+pub fn json_of(command: &mut Command) -> Result<serde_json::Value> {
     let out = command
         .output()
         .with_context(|| format!("could not start {command:?}"))?;
@@ -202,26 +218,33 @@ fn json_of(command: &mut Command) -> Result<serde_json::Value> {
     Ok(serde_json::from_str(line)?)
 }
 
-const BEGIN: &str = "<!-- bench:vs-pytorch:begin -->";
-const END: &str = "<!-- bench:vs-pytorch:end -->";
-
-/// Puts `report` between the markers of `doc` (appending the section when they are missing).
+/// Puts `report` between the `vs-pytorch` markers of `doc`.
 fn replace_section(doc: &str, report: &str) -> String {
-    let section = format!("{BEGIN}\n{report}\n{END}");
-    match (doc.find(BEGIN), doc.find(END)) {
+    replace_marked(doc, "vs-pytorch", report, "# Performance")
+}
+
+/// Puts `report` between the markers `<!-- bench:{name}:begin/end -->` of `doc` (appending the
+/// section when they are missing; an empty `doc` starts with `title`).
+pub fn replace_marked(doc: &str, name: &str, report: &str, title: &str) -> String {
+    let begin = format!("<!-- bench:{name}:begin -->");
+    let end = format!("<!-- bench:{name}:end -->");
+    let section = format!("{begin}\n{report}\n{end}");
+    match (doc.find(&begin), doc.find(&end)) {
         (Some(a), Some(b)) if a < b => {
-            format!("{}{section}{}", &doc[..a], &doc[b + END.len()..])
+            format!("{}{section}{}", &doc[..a], &doc[b + end.len()..])
         }
-        _ if doc.is_empty() => format!("# Performance\n\n{section}\n"),
+        _ if doc.is_empty() => format!("{title}\n\n{section}\n"),
         _ => format!("{}\n{section}\n", doc.trim_end()),
     }
 }
 
-fn number(v: &serde_json::Value, key: &str) -> Option<f64> {
+/// A number field of a benchmark result.
+pub fn number(v: &serde_json::Value, key: &str) -> Option<f64> {
     v.get(key).and_then(serde_json::Value::as_f64)
 }
 
-fn machine() -> String {
+/// The CPU and core count, for reports.
+pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {

@@ -14,6 +14,7 @@
 //! - `cargo xtask fuzz [--seconds N]`: every `cargo fuzz` target over its seed corpus.
 
 mod bench;
+mod bench_memory;
 mod cargo;
 mod ci;
 mod fixtures;
@@ -39,6 +40,8 @@ tasks:
                adapters, reference outputs) with the pinned Python environment
   bench        criterion benchmarks: the LoRA layer, and model forward throughput;
                --vs-pytorch [--threads 1,2] [--repeats N]: lora and PyTorch + PEFT side by side
+               --memory [--repeats N]: SmolLM2 LoRA steps with the base as f32/f16/bf16/q8/q4,
+               with and without activation checkpointing: peak RSS and step time
   package [--allow-dirty] [--no-verify]
                cargo package of every published crate, each built on its own
   interop      transformers and PEFT (pip-installed into target/interop) load what lora merge

@@ -9,7 +9,9 @@ use clap::Args;
 use lora_assets::{AssetCache, BuiltinSftTask, BuiltinTask};
 use lora_data::sft::{SftEncoder, SftOptions};
 use lora_eval::bench::{BenchModel, BenchSettings, BenchTokens, Workload, run_workload};
-use lora_models::{RandomModel, load_causal_lm, load_encoder, random_model};
+use lora_models::{
+    RandomModel, load_causal_lm, load_causal_lm_as, load_encoder, load_encoder_as, random_model,
+};
 
 use crate::model::resolve_model;
 
@@ -45,6 +47,12 @@ pub struct BenchArgs {
     /// Backend: flex, ndarray, wgpu, cuda or cuda:N.
     #[arg(long)]
     device: Option<String>,
+    /// How the frozen base weights are held: f32, f16, bf16, q8 or q4.
+    #[arg(long, default_value = "f32")]
+    base_dtype: lora_core::BaseDType,
+    /// Recompute activations in the backward pass (Burn's gradient checkpointing).
+    #[arg(long)]
+    checkpoint_activations: bool,
     /// Write the benchmark token files into this directory instead (from minilm, smollm2,
     /// movie-sentiment and bbc-headlines).
     #[arg(long, conflicts_with_all = ["workload", "tokens"])]
@@ -62,14 +70,18 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let workload = Workload::from_name(args.workload.as_deref().unwrap_or_default())?;
     let tokens_path = args.tokens.as_deref().expect("required by clap");
     let tokens = BenchTokens::read(tokens_path)?;
-    let device = lora_core::select_device(args.device.as_deref())?.autodiff();
-    let model = match (&args.model, &args.config) {
+    let mut device = lora_core::select_device(args.device.as_deref())?.autodiff();
+    if args.checkpoint_activations {
+        device = device.gradient_checkpointing();
+    }
+    let dtype = args.base_dtype;
+    let mut model = match (&args.model, &args.config) {
         (Some(spec), _) => {
             let source = resolve_model(spec)?;
             if workload.is_encoder() {
-                BenchModel::Encoder(load_encoder(&source, &device)?.0)
+                BenchModel::Encoder(load_encoder_as(&source, dtype, &device)?.0)
             } else {
-                BenchModel::Decoder(load_causal_lm(&source, &device)?.0)
+                BenchModel::Decoder(load_causal_lm_as(&source, dtype, &device)?.0)
             }
         }
         (None, Some(config)) => match random_model(config, 0, &device)? {
@@ -78,6 +90,12 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         },
         (None, None) => bail!("pass --model, or --config FILE --random-init"),
     };
+    if args.config.is_some() {
+        match &mut model {
+            BenchModel::Encoder(e) => lora_surgery::store_base_as(e, dtype)?,
+            BenchModel::Decoder(d) => lora_surgery::store_base_as(d, dtype)?,
+        };
+    }
     let settings = BenchSettings {
         warmup: args.warmup,
         repeats: args.repeats,

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
+use lora_core::BaseDType;
 use lora_models::{DecoderForCausalLM, EncoderForSequenceClassification, Family, ModelSource};
 use lora_surgery::ModulePattern;
 use lora_train::ADAPTER_NAME;
@@ -21,6 +22,10 @@ pub struct ModelArgs {
     /// Backend: flex, ndarray, wgpu, cuda or cuda:N (default: BURN_DEVICE, else the first compiled).
     #[arg(long)]
     pub device: Option<String>,
+    /// How the frozen base weights of the linear layers are held: f32, f16, bf16, q8 or q4
+    /// (blocks of 32 with an f32 scale). Adapters, norms and heads stay f32; merging needs f32.
+    #[arg(long, default_value = "f32")]
+    pub base_dtype: BaseDType,
 }
 
 /// Splits a comma-separated list, dropping empty items.
@@ -83,14 +88,15 @@ pub fn load(args: &ModelArgs, adapter: Option<&Path>, device: &Device) -> Result
             let (model, tokenizer, config_labels) =
                 if config.as_ref().is_some_and(|c| c.is_sequence_classifier()) {
                     let (mut model, tokenizer, config) =
-                        lora_models::load_sequence_classifier(&source, device)?;
+                        lora_models::load_sequence_classifier_as(&source, args.base_dtype, device)?;
                     if let Some(dir) = adapter {
                         lora_surgery::load_adapter(&mut model, dir, ADAPTER_NAME)
                             .with_context(|| applying(dir))?;
                     }
                     (model, tokenizer, config.label_names())
                 } else {
-                    let (bert, tokenizer) = lora_models::load_encoder(&source, device)?;
+                    let (bert, tokenizer) =
+                        lora_models::load_encoder_as(&source, args.base_dtype, device)?;
                     let Some(dir) = adapter else {
                         bail!(
                             "{} is a bare encoder without a classification head; pass --adapter \
@@ -108,7 +114,8 @@ pub fn load(args: &ModelArgs, adapter: Option<&Path>, device: &Device) -> Result
             (LoadedModel::Classifier { model, labels }, tokenizer)
         }
         Family::Decoder(_) => {
-            let (mut model, tokenizer) = lora_models::load_causal_lm(&source, device)?;
+            let (mut model, tokenizer) =
+                lora_models::load_causal_lm_as(&source, args.base_dtype, device)?;
             if let Some(dir) = adapter {
                 lora_surgery::load_adapter(&mut model, dir, ADAPTER_NAME)
                     .with_context(|| applying(dir))?;

@@ -95,6 +95,24 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// The backend a device belongs to (through an autodiff wrapper too).
+    pub fn of_device(device: &Device) -> Option<Backend> {
+        let name = format!("{device:?}").to_ascii_lowercase();
+        if name.contains("ndarray") {
+            Some(Backend::NdArray)
+        } else if name.contains("wgpu") {
+            Some(Backend::Wgpu)
+        } else if name.contains("cuda") {
+            Some(Backend::Cuda(0))
+        } else if name.contains("flex") {
+            Some(Backend::Flex)
+        } else {
+            None
+        }
+    }
+}
+
 impl core::fmt::Display for Backend {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {

@@ -99,6 +99,40 @@ pub enum LoraError {
         /// The adapter name.
         name: String,
     },
+    /// A base-weight form that is not one of [`BaseDType`](crate::BaseDType)'s.
+    #[error("unknown base dtype '{given}'; valid choices: {}", valid.join(", "))]
+    UnknownBaseDType {
+        /// The rejected name.
+        given: String,
+        /// The accepted names.
+        valid: Vec<String>,
+    },
+    /// A base-weight form the device's backend cannot hold.
+    #[error(
+        "the {backend} backend cannot hold the base weights as {dtype}; it supports {} \
+         (the flex backend supports every form)",
+        supported.join(", ")
+    )]
+    UnsupportedBaseDType {
+        /// The requested form.
+        dtype: crate::BaseDType,
+        /// The device's backend.
+        backend: String,
+        /// The forms it can hold.
+        supported: Vec<String>,
+    },
+    /// Merging into (or unmerging from) a base stored in a narrower form than `f32`.
+    #[error(
+        "cannot merge adapter '{name}': the base weight is stored as {dtype} and merging needs an \
+         f32 base; load the model with `--base-dtype f32` to merge (`lora merge --dtype` chooses \
+         the dtype of the merged model it writes)"
+    )]
+    MergeIntoStoredBase {
+        /// The adapter name.
+        name: String,
+        /// The form the base is stored in.
+        dtype: crate::BaseDType,
+    },
     /// Unmerging an adapter that is not merged.
     #[error("adapter '{name}' is not merged, so it cannot be unmerged")]
     NotMerged {

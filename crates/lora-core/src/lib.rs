@@ -34,6 +34,7 @@
 //! with [`select_device`].
 
 pub mod adapter;
+pub mod base_dtype;
 pub mod bottleneck;
 pub mod config;
 pub mod device;
@@ -46,13 +47,14 @@ pub mod params;
 pub mod testing;
 
 pub use adapter::LoraAdapter;
+pub use base_dtype::BaseDType;
 pub use bottleneck::{AdapterActivation, BottleneckAdapter, BottleneckAdapterConfig};
 pub use config::{LoraConfig, LoraInit};
 pub use device::{Backend, compiled_backends, select_backend, select_device};
 pub use error::{LoraError, Result};
 pub use io::{HostTensor, IoError, NamedTensors, SaveDtype};
 pub use linear::{LoraLinear, LoraLinearConfig, SavedCopy};
-pub use params::ParamCount;
+pub use params::{ParamBytes, ParamCount};
 
 /// The Burn version this crate is built on, re-exported so that macros and downstream crates
 /// name exactly the same types.

@@ -6,6 +6,7 @@ use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::adapter::LoraAdapter;
+use crate::base_dtype::{BaseDType, widen};
 use crate::config::LoraConfig;
 use crate::error::{LoraError, Result};
 
@@ -169,7 +170,11 @@ impl LoraLinear {
             Some(copy) => (&copy.weight, &copy.bias),
             None => (&self.weight, &self.bias),
         };
-        let base = linear(x.clone(), weight.val(), bias.as_ref().map(|b| b.val()));
+        let base = if copy.is_none() && self.base_dtype() != BaseDType::F32 {
+            stored_linear(x.clone(), weight.val(), bias.as_ref().map(|b| b.val()))
+        } else {
+            linear(x.clone(), weight.val(), bias.as_ref().map(|b| b.val()))
+        };
         if self.disabled {
             return base;
         }
@@ -177,6 +182,48 @@ impl LoraLinear {
             .iter()
             .filter(|a| a.active && !a.merged)
             .fold(base, |y, adapter| y + adapter.delta(x.clone()))
+    }
+
+    /// The form the base weight is stored in.
+    pub fn base_dtype(&self) -> BaseDType {
+        BaseDType::of(self.weight.val().dtype()).unwrap_or_default()
+    }
+
+    /// Stores the frozen base weight as `dtype` (QLoRA's frozen base: the bias, adapters and
+    /// saved copies stay `f32`). A layer with merged adapters is refused: its base would no
+    /// longer unmerge exactly. Converting back to [`BaseDType::F32`] widens the stored values
+    /// (the precision lost on the way down stays lost).
+    pub fn store_base_as(&mut self, dtype: BaseDType) -> Result<()> {
+        if dtype == self.base_dtype() {
+            return Ok(());
+        }
+        if let Some(merged) = self.adapters.iter().find(|a| a.merged) {
+            return Err(LoraError::MergeIntoStoredBase {
+                name: merged.name.clone(),
+                dtype,
+            });
+        }
+        let device = self.device();
+        if let Some(backend) = crate::device::Backend::of_device(&device)
+            && !dtype.supported_on(backend)
+        {
+            return Err(LoraError::UnsupportedBaseDType {
+                dtype,
+                backend: backend.name().to_string(),
+                supported: BaseDType::supported_choices(backend)
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+            });
+        }
+        let weight = self.weight.val().detach();
+        self.weight = Param::from_tensor(dtype.store(weight)).set_require_grad(false);
+        Ok(())
+    }
+
+    /// The base weight `[in, out]` as `f32`, whatever form it is stored in.
+    pub fn base_weight_f32(&self) -> Tensor<2> {
+        widen(self.weight.val())
     }
 
     /// The saved copy that replaces the base in the forward pass: the first active one, unless
@@ -217,7 +264,7 @@ impl LoraLinear {
                 (weight, bias)
             }
             None => (
-                self.weight.val().detach(),
+                self.base_weight_f32().detach(),
                 self.bias.as_ref().map(|b| b.val().detach()),
             ),
         };
@@ -393,7 +440,7 @@ impl LoraLinear {
         } else {
             delta.max().into_scalar::<f32>()
         };
-        let base = self.weight.val().abs().max().into_scalar::<f32>();
+        let base = self.base_weight_f32().abs().max().into_scalar::<f32>();
         let ratio = update / base.max(f32::MIN_POSITIVE);
         if ratio.is_finite() && ratio <= limit {
             return Ok(());
@@ -411,6 +458,7 @@ impl LoraLinear {
     /// (marked merged) so that [`unmerge`](Self::unmerge) can undo it; it also becomes active.
     pub fn merge(&mut self, name: &str) -> Result<()> {
         let index = self.index_of(name)?;
+        self.require_f32_base(name)?;
         if self.adapters[index].merged {
             return Err(LoraError::AlreadyMerged {
                 name: name.to_string(),
@@ -434,6 +482,7 @@ impl LoraLinear {
     /// Subtracts the merged adapter's `s·A·B` from the base weight again.
     pub fn unmerge(&mut self, name: &str) -> Result<()> {
         let index = self.index_of(name)?;
+        self.require_f32_base(name)?;
         if !self.adapters[index].merged {
             return Err(LoraError::NotMerged {
                 name: name.to_string(),
@@ -522,6 +571,16 @@ impl LoraLinear {
         }
     }
 
+    fn require_f32_base(&self, name: &str) -> Result<()> {
+        match self.base_dtype() {
+            BaseDType::F32 => Ok(()),
+            dtype => Err(LoraError::MergeIntoStoredBase {
+                name: name.to_string(),
+                dtype,
+            }),
+        }
+    }
+
     fn update_weight(&mut self, f: impl FnOnce(Tensor<2>) -> Tensor<2>) {
         let weight = self.weight.clone();
         self.weight = weight.map(|w| f(w.detach()).detach().set_require_grad(false));
@@ -546,6 +605,33 @@ impl LoraLinear {
             name: name.to_string(),
             known,
         }
+    }
+}
+
+/// `x·W + b` for a weight stored in another form than `f32`. The product takes the stored
+/// weight itself: Burn widens it for the product, and autodiff keeps the stored form for the
+/// backward pass. Without autodiff, a half weight is cast first (the backends multiply one
+/// dtype at a time).
+fn stored_linear<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    let weight = match weight.dtype() {
+        burn::tensor::DType::QFloat(_) => weight,
+        _ if x.is_autodiff() => weight,
+        _ => widen(weight),
+    };
+    // The product runs on 2-D operands: reshaping a block-quantized weight to add axes would
+    // requantize it on some backends.
+    let mut dims = x.dims();
+    let d_in = dims[D - 1];
+    let rows = x.shape().num_elements() / d_in.max(1);
+    dims[D - 1] = weight.dims()[1];
+    let y: Tensor<D> = x.reshape([rows, d_in]).matmul(weight).reshape(dims);
+    match bias {
+        Some(bias) => y + bias.unsqueeze(),
+        None => y,
     }
 }
 

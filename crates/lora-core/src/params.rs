@@ -53,6 +53,64 @@ impl ParamCount {
     }
 }
 
+/// Bytes the float parameters of a module occupy as stored (quantized and half-precision
+/// weights at their own size), split into trainable and frozen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ParamBytes {
+    /// Bytes of parameters that receive gradients.
+    pub trainable: usize,
+    /// Bytes of frozen parameters (the base model).
+    pub frozen: usize,
+}
+
+impl ParamBytes {
+    /// Measures `module` (trainable as [`ParamCount::of`] decides).
+    ///
+    /// ```
+    /// use lora_core::{BaseDType, LoraConfig, LoraLinearConfig, ParamBytes};
+    ///
+    /// let device = lora_core::select_device(Some("flex")).unwrap();
+    /// let mut layer = LoraLinearConfig::new(64, 32).with_bias(false).init(&device);
+    /// layer.add_adapter("default", LoraConfig::new(2)).unwrap();
+    /// assert_eq!(ParamBytes::of(&layer).frozen, 64 * 32 * 4);
+    /// layer.store_base_as(BaseDType::Q8).unwrap();
+    /// // One byte per value and one f32 scale per block of 32.
+    /// assert_eq!(ParamBytes::of(&layer).frozen, 64 * 32 + 64 * 4);
+    /// assert_eq!(ParamBytes::of(&layer).trainable, 2 * (64 + 32) * 4);
+    /// ```
+    pub fn of<M: Module>(module: &M) -> ParamBytes {
+        let mut counter = ByteCounter::default();
+        let on_autodiff = module
+            .devices()
+            .first()
+            .map(|d| d.is_autodiff())
+            .unwrap_or(false);
+        if on_autodiff {
+            module.visit(&mut counter);
+        } else {
+            module.clone().train().visit(&mut counter);
+        }
+        counter.bytes
+    }
+}
+
+#[derive(Default)]
+struct ByteCounter {
+    bytes: ParamBytes,
+}
+
+impl ModuleVisitor for ByteCounter {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let n = param.lazy_shape().num_elements();
+        let bytes = crate::base_dtype::stored_bytes(param.val().dtype(), n);
+        if param.is_require_grad() {
+            self.bytes.trainable += bytes;
+        } else {
+            self.bytes.frozen += bytes;
+        }
+    }
+}
+
 #[derive(Default)]
 struct Counter {
     count: ParamCount,

@@ -57,7 +57,7 @@ pub fn linear_tensors(prefix: &str, linear: &LoraLinear) -> Result<NamedHostTens
     }
     let mut out = vec![(
         format!("{prefix}.weight"),
-        HostTensor::from_tensor(linear.weight.val().transpose())?,
+        HostTensor::from_tensor(linear.base_weight_f32().transpose())?,
     )];
     if let Some(bias) = &linear.bias {
         out.push((

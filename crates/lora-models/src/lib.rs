@@ -75,8 +75,9 @@ pub use error::{ModelError, Result};
 pub use export::{HfModelFiles, save_hf_dir};
 pub use gguf::GgufFile;
 pub use loader::{
-    Family, ModelSource, RandomModel, load_causal_lm, load_encoder, load_sequence_classifier,
-    random_model, read_encoder_config, tokenizer_files,
+    Family, ModelSource, RandomModel, load_causal_lm, load_causal_lm_as, load_encoder,
+    load_encoder_as, load_sequence_classifier, load_sequence_classifier_as, random_model,
+    read_encoder_config, tokenizer_files,
 };
 pub use tokenizer::{load_tokenizer_json, tokenizer_from_gguf};
-pub use weights::{HostTensor, RandomWeights, SafetensorsWeights, WeightSource};
+pub use weights::{HostTensor, RandomWeights, SafetensorsWeights, StoredAs, WeightSource};

@@ -15,7 +15,8 @@ use crate::export::{NamedFiles, TOKENIZER_SIDE_FILES};
 use crate::gguf::GgufFile;
 use crate::layers::norm::NormKind;
 use crate::tokenizer::{load_tokenizer_json, tokenizer_from_gguf};
-use crate::weights::{RandomWeights, SafetensorsWeights};
+use crate::weights::{RandomWeights, SafetensorsWeights, StoredAs};
+use lora_core::BaseDType;
 
 /// Where a model lives: a Hugging Face directory (`config.json`, `model.safetensors` or its
 /// sharded index, `tokenizer.json`) or a single `.gguf` file.
@@ -170,8 +171,17 @@ fn encoder_files(source: &ModelSource) -> Result<(EncoderConfig, Tokenizer, Safe
 /// Loads an encoder (BERT, RoBERTa, XLM-RoBERTa, DistilBERT) and its tokenizer from a Hugging
 /// Face directory; a classifier checkpoint's head is left out.
 pub fn load_encoder(source: &ModelSource, device: &Device) -> Result<(Encoder, Tokenizer)> {
+    load_encoder_as(source, BaseDType::F32, device)
+}
+
+/// [`load_encoder`] with the frozen linear weights stored as `base_dtype` as they load.
+pub fn load_encoder_as(
+    source: &ModelSource,
+    base_dtype: BaseDType,
+    device: &Device,
+) -> Result<(Encoder, Tokenizer)> {
     let (config, tokenizer, weights) = encoder_files(source)?;
-    let model = Encoder::load(&config, &weights, device)?;
+    let model = Encoder::load(&config, &StoredAs::new(&weights, base_dtype), device)?;
     tracing::info!(path = %source.as_path().display(), family = config.family.model_type(), layers = config.num_layers, "loaded encoder");
     Ok((model, tokenizer))
 }
@@ -182,8 +192,22 @@ pub fn load_sequence_classifier(
     source: &ModelSource,
     device: &Device,
 ) -> Result<(EncoderForSequenceClassification, Tokenizer, EncoderConfig)> {
+    load_sequence_classifier_as(source, BaseDType::F32, device)
+}
+
+/// [`load_sequence_classifier`] with the encoder's frozen linear weights stored as
+/// `base_dtype` (the classification head stays `f32`).
+pub fn load_sequence_classifier_as(
+    source: &ModelSource,
+    base_dtype: BaseDType,
+    device: &Device,
+) -> Result<(EncoderForSequenceClassification, Tokenizer, EncoderConfig)> {
     let (config, tokenizer, weights) = encoder_files(source)?;
-    let model = EncoderForSequenceClassification::load(&config, &weights, device)?;
+    let model = EncoderForSequenceClassification::load(
+        &config,
+        &StoredAs::new(&weights, base_dtype),
+        device,
+    )?;
     tracing::info!(path = %source.as_path().display(), labels = model.num_labels(), "loaded sequence classifier");
     Ok((model, tokenizer, config))
 }
@@ -244,16 +268,34 @@ pub fn load_causal_lm(
     source: &ModelSource,
     device: &Device,
 ) -> Result<(DecoderForCausalLM, Tokenizer)> {
+    load_causal_lm_as(source, BaseDType::F32, device)
+}
+
+/// [`load_causal_lm`] with the frozen linear weights stored as `base_dtype` as they load, one
+/// layer at a time (QLoRA's frozen base; the output head stays `f32`).
+///
+/// ```no_run
+/// use lora_core::BaseDType;
+/// use lora_models::{ModelSource, load_causal_lm_as};
+///
+/// let device = lora_core::select_device(None)?;
+/// let (model, _tokenizer) =
+///     load_causal_lm_as(&ModelSource::path("SmolLM2-135M"), BaseDType::Q8, &device)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn load_causal_lm_as(
+    source: &ModelSource,
+    base_dtype: BaseDType,
+    device: &Device,
+) -> Result<(DecoderForCausalLM, Tokenizer)> {
     match source {
         ModelSource::Gguf(path) => {
             let file = GgufFile::open(path)?;
             let config = decoder_config_from_gguf(&file, path)?;
             let tokenizer = tokenizer_from_gguf(&file)?;
-            let model = DecoderForCausalLM::load(
-                &config,
-                &GgufDecoderWeights::new(&file, &config),
-                device,
-            )?;
+            let weights = GgufDecoderWeights::new(&file, &config);
+            let model =
+                DecoderForCausalLM::load(&config, &StoredAs::new(&weights, base_dtype), device)?;
             tracing::info!(path = %path.display(), family = config.family.model_type(), layers = config.num_layers, "loaded decoder (GGUF)");
             Ok((model, tokenizer))
         }
@@ -262,7 +304,8 @@ pub fn load_causal_lm(
                 DecoderConfig::from_config(ConfigJson::read(&required_file(dir, "config.json")?)?)?;
             let tokenizer = load_tokenizer_json(&required_file(dir, "tokenizer.json")?)?;
             let weights = SafetensorsWeights::open_dir(dir)?;
-            let model = DecoderForCausalLM::load(&config, &weights, device)?;
+            let model =
+                DecoderForCausalLM::load(&config, &StoredAs::new(&weights, base_dtype), device)?;
             tracing::info!(path = %dir.display(), family = config.family.model_type(), layers = config.num_layers, "loaded decoder");
             Ok((model, tokenizer))
         }

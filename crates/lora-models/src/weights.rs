@@ -12,8 +12,8 @@ use std::path::Path;
 use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig};
 use burn::tensor::{Device, Tensor};
-use lora_core::LoraLinear;
 use lora_core::io::SafetensorsFile;
+use lora_core::{BaseDType, LoraLinear};
 
 use crate::error::{ModelError, Result};
 use crate::layers::norm::{Norm, NormKind};
@@ -38,6 +38,47 @@ pub trait WeightSource {
     /// Whether the source holds `key`.
     fn contains(&self, key: &str) -> bool {
         self.keys().iter().any(|k| k == key)
+    }
+    /// The form frozen linear weights loaded from this source are stored in ([`StoredAs`]
+    /// sets it; `f32` otherwise).
+    fn base_dtype(&self) -> BaseDType {
+        BaseDType::F32
+    }
+}
+
+/// A [`WeightSource`] whose frozen linear weights are stored as `dtype` as they load (one layer
+/// at a time, so the whole model never exists in `f32`). Output heads load through
+/// `StoredAs::new(source, BaseDType::F32)`: they stay `f32`.
+pub struct StoredAs<'a> {
+    inner: &'a dyn WeightSource,
+    dtype: BaseDType,
+}
+
+impl<'a> StoredAs<'a> {
+    /// Wraps `inner`, storing linear weights as `dtype`.
+    pub fn new(inner: &'a dyn WeightSource, dtype: BaseDType) -> Self {
+        Self { inner, dtype }
+    }
+}
+
+impl WeightSource for StoredAs<'_> {
+    fn source_name(&self) -> String {
+        self.inner.source_name()
+    }
+    fn keys(&self) -> Vec<String> {
+        self.inner.keys()
+    }
+    fn read(&self, key: &str) -> Result<HostTensor> {
+        self.inner.read(key)
+    }
+    fn read_as(&self, key: &str, shape: &[usize]) -> Result<HostTensor> {
+        self.inner.read_as(key, shape)
+    }
+    fn contains(&self, key: &str) -> bool {
+        self.inner.contains(key)
+    }
+    fn base_dtype(&self) -> BaseDType {
+        self.dtype
     }
 }
 
@@ -186,7 +227,18 @@ pub fn load_linear(
     } else {
         None
     };
-    Ok(LoraLinear::from_weights(weight, bias)?)
+    frozen_linear(source, weight, bias)
+}
+
+/// A frozen layer over `weight` (`[in, out]`, `f32`), stored as the source asks.
+fn frozen_linear(
+    source: &dyn WeightSource,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Result<LoraLinear> {
+    let mut layer = LoraLinear::from_weights(weight, bias)?;
+    layer.store_base_as(source.base_dtype())?;
+    Ok(layer)
 }
 
 /// Loads a linear layer stored either as PyTorch's `Linear` (`{prefix}.weight: [out, in]`) or,
@@ -208,7 +260,7 @@ pub fn load_linear_oriented(
     let bias = bias
         .then(|| load_tensor(source, &format!("{prefix}.bias"), [d_out], device))
         .transpose()?;
-    Ok(LoraLinear::from_weights(weight, bias)?)
+    frozen_linear(source, weight, bias)
 }
 
 /// Loads a [`Norm`] of `kind` from `{prefix}.weight` (and `{prefix}.bias` for a LayerNorm, or

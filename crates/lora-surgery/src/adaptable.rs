@@ -3,7 +3,7 @@
 
 use burn::module::Param;
 use burn::tensor::Tensor;
-use lora_core::LoraLinear;
+use lora_core::{BaseDType, LoraLinear};
 
 use crate::target::BiasMode;
 
@@ -57,6 +57,26 @@ pub trait Adaptable {
             })
             .collect()
     }
+}
+
+/// Stores the frozen base weight of every linear layer except the output heads as `dtype`
+/// (see [`LoraLinear::store_base_as`]); returns how many layers changed form. Loading with the
+/// form chosen up front (`lora_models::load_causal_lm_as`) avoids holding the `f32` model
+/// first.
+pub fn store_base_as<M: Adaptable + ?Sized>(
+    model: &mut M,
+    dtype: BaseDType,
+) -> crate::Result<usize> {
+    let heads = model.output_heads();
+    let mut changed = 0;
+    for (name, linear) in model.linears_mut() {
+        if heads.contains(&name) || linear.base_dtype() == dtype {
+            continue;
+        }
+        linear.store_base_as(dtype)?;
+        changed += 1;
+    }
+    Ok(changed)
 }
 
 /// Joins a parent module name and a child path with a dot (either may be empty).

@@ -61,7 +61,9 @@ pub mod target;
 pub mod task_type;
 pub mod weight_path;
 
-pub use adaptable::{Adaptable, BiasParam, join_path, selected_biases, set_biases_trainable};
+pub use adaptable::{
+    Adaptable, BiasParam, join_path, selected_biases, set_biases_trainable, store_base_as,
+};
 pub use adapters::{
     adapter_names, delete_adapter, merge_adapters, merge_and_unload, set_active_adapters,
     set_adapter_trainable, unload, with_adapters_disabled,

@@ -52,6 +52,9 @@ pub struct EpochRecord {
     pub tokens_per_second: f64,
     /// Peak resident memory of the process during the epoch, in MiB.
     pub peak_rss_mib: Option<f64>,
+    /// Where the epoch's memory went (absent in states written before it existed).
+    #[serde(default)]
+    pub memory: Option<crate::memory::MemoryBreakdown>,
 }
 
 /// One evaluation on the dev data.

@@ -49,6 +49,13 @@ pub struct TrainConfig {
     pub stop_after_steps: Option<usize>,
     /// Draw a progress bar on the terminal.
     pub progress: bool,
+    /// How the frozen base weights are held (QLoRA's frozen base): `f32` (default), `f16`,
+    /// `bf16`, `q8` or `q4`. The loader applies it; methods that train the base weights
+    /// themselves (full fine-tuning, the last layers) need `f32`.
+    pub base_dtype: lora_core::BaseDType,
+    /// Recompute activations in the backward pass instead of keeping them (Burn's gradient
+    /// checkpointing on the training device): less memory, more time per step.
+    pub checkpoint_activations: bool,
 }
 
 impl Default for TrainConfig {
@@ -71,11 +78,24 @@ impl Default for TrainConfig {
             early_stopping_patience: None,
             stop_after_steps: None,
             progress: true,
+            base_dtype: lora_core::BaseDType::F32,
+            checkpoint_activations: false,
         }
     }
 }
 
 impl TrainConfig {
+    /// The training device for these settings: autodiff on `device`, with gradient
+    /// checkpointing when [`checkpoint_activations`](Self::checkpoint_activations) is set.
+    pub fn train_device(&self, device: &burn::tensor::Device) -> burn::tensor::Device {
+        let device = device.clone().autodiff();
+        if self.checkpoint_activations {
+            device.gradient_checkpointing()
+        } else {
+            device
+        }
+    }
+
     /// The defaults with this method.
     pub fn new(method: Method) -> Self {
         Self {
@@ -114,6 +134,15 @@ impl TrainConfig {
         }
         if self.eval_every_steps == Some(0) || self.checkpoint_every_steps == Some(0) {
             return bad("eval_every_steps and checkpoint_every_steps must be at least 1".into());
+        }
+        if self.base_dtype != lora_core::BaseDType::F32 && self.method.trains_base_weights() {
+            return bad(format!(
+                "--method {} trains the base weights, which need --base-dtype f32 (got {}); \
+                 a base stored as {} stays frozen: use lora, adapter-h or adapter-l",
+                self.method.name(),
+                self.base_dtype,
+                self.base_dtype
+            ));
         }
         if matches!(self.max_grad_norm, Some(n) if n.is_nan() || n <= 0.0) {
             return bad("max_grad_norm must be positive".into());

@@ -82,6 +82,12 @@ impl Method {
         }
     }
 
+    /// Whether the method trains pre-trained linear weights themselves (so they must be
+    /// held in `f32`): full fine-tuning and the last layers.
+    pub fn trains_base_weights(&self) -> bool {
+        matches!(self, Method::FullFineTuning | Method::LastLayers { .. })
+    }
+
     /// The method's short name (one of [`METHOD_NAMES`]).
     pub fn name(&self) -> &'static str {
         match self {
@@ -135,7 +141,16 @@ impl Method {
         device: &Device,
     ) -> Result<M> {
         device.seed(seed);
-        self.apply(model, task_type, device)
+        let model = self.apply(model, task_type, device)?;
+        // Parameters made here (adapters, trainable copies) take the device of the weights
+        // they adapt, which does not carry a gradient-checkpointing strategy; every tensor of
+        // one operation must share it, so the prepared model moves onto `device` as a whole.
+        let checkpointing = device.gradient_checkpointing_strategy();
+        if checkpointing.is_some_and(|s| s != burn::tensor::GradientCheckpointingStrategy::Disabled)
+        {
+            return Ok(model.fork(device));
+        }
+        Ok(model)
     }
 
     /// [`prepare`](Self::prepare) without seeding the RNG first.

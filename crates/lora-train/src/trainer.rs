@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use indicatif::{ProgressBar, ProgressStyle};
-use lora_core::ParamCount;
+use lora_core::{ParamBytes, ParamCount};
 use lora_data::SeededRng;
 use lora_data::batching::batch_order;
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,7 @@ use crate::checkpoint::{
 };
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
-use crate::memory::{peak_rss_bytes, reset_peak_rss};
+use crate::memory::{MemoryBreakdown, current_rss_bytes, peak_rss_bytes, reset_peak_rss};
 use crate::method::ADAPTER_NAME;
 use crate::optim::{AccumulatedGrads, Optimizer};
 use crate::params::{load_tensors, param_infos, trainable_tensors};
@@ -95,6 +95,21 @@ impl<M> TrainOutcome<M> {
                 e.peak_rss_mib
                     .map(|m| format!(" · peak {m:.0} MiB"))
                     .unwrap_or_default()
+            );
+        }
+        if let Some(memory) = self.state.history.last().and_then(|e| e.memory) {
+            s += &memory.describe();
+            s += "\n";
+        }
+        if c.base_dtype != lora_core::BaseDType::F32 || c.checkpoint_activations {
+            s += &format!(
+                "base weights held as {}{}\n",
+                c.base_dtype,
+                if c.checkpoint_activations {
+                    " · activations recomputed in the backward pass"
+                } else {
+                    ""
+                }
             );
         }
         if let Some(best) = &self.state.best {
@@ -311,6 +326,8 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
             if state.batches_done == 0 {
                 reset_peak_rss();
             }
+            let epoch_start_rss = current_rss_bytes();
+            let optimizer_new = state.global_step == 0;
             let bar = self.progress_bar(
                 steps_per_epoch,
                 epoch,
@@ -416,6 +433,12 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
                 examples_per_second: state.epoch_examples as f64 / seconds,
                 tokens_per_second: state.epoch_tokens as f64 / seconds,
                 peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
+                memory: Some(MemoryBreakdown::new(
+                    ParamBytes::of(&model),
+                    epoch_start_rss,
+                    peak_rss_bytes(),
+                    optimizer_new,
+                )),
             };
             tracing::info!(
                 epoch,

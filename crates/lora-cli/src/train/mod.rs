@@ -37,6 +37,14 @@ pub struct TrainArgs {
     /// Backend: flex, ndarray, wgpu, cuda or cuda:N (default: BURN_DEVICE, else the first compiled).
     #[arg(long)]
     device: Option<String>,
+    /// How the frozen base weights are held: f32 (default), f16, bf16, q8 or q4 (QLoRA's
+    /// frozen base; adapters, norms and heads stay f32). lora, adapter-h/-l, bitfit, head-only.
+    #[arg(long)]
+    base_dtype: Option<lora_core::BaseDType>,
+    /// Recompute activations in the backward pass instead of keeping them (less memory, more
+    /// time per step).
+    #[arg(long)]
+    checkpoint_activations: bool,
     /// A built-in task: movie-sentiment, bbc-news (classification), bbc-headlines,
     /// movie-sentiment-instruct (instruction tuning of a decoder).
     #[arg(long, conflicts_with = "train_file")]
@@ -325,6 +333,8 @@ impl TrainArgs {
         if self.metric.is_some() {
             c.select_metric = self.metric.clone();
         }
+        set!(self.base_dtype => c.base_dtype);
+        c.checkpoint_activations |= self.checkpoint_activations;
         c.progress = !quiet;
         Ok(c)
     }

@@ -124,7 +124,8 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
     let config = args.training(spec.training.clone(), family, quiet)?;
     spec.training = Some(config.clone());
     let device = lora_core::select_device(spec.device.as_deref())?;
-    let train_device = device.clone().autodiff();
+    config.validate()?;
+    let train_device = config.train_device(&device);
 
     // Nothing is written to --out until the data, the model and the method are ready, so a
     // mistake leaves no half-made run behind.
@@ -140,7 +141,8 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
     match family {
         Family::Encoder(_) => {
             let splits = classification_data(&spec)?;
-            let (bert, tokenizer) = lora_models::load_encoder(&source, &train_device)?;
+            let (bert, tokenizer) =
+                lora_models::load_encoder_as(&source, config.base_dtype, &train_device)?;
             let pad_id = bert.config().pad_token_id as u32;
             let max_len = spec.max_len.unwrap_or(128);
             eprintln!(
@@ -180,7 +182,8 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
                 &flags.columns(),
             )?
             .truncate(spec.max_train, spec.max_dev, None);
-            let (decoder, tokenizer) = lora_models::load_causal_lm(&source, &train_device)?;
+            let (decoder, tokenizer) =
+                lora_models::load_causal_lm_as(&source, config.base_dtype, &train_device)?;
             let template =
                 crate::sft::chat_template(&source, &tokenizer, flags.chat_template.as_deref())?;
             let max_len = spec.max_len.unwrap_or(512);
@@ -241,7 +244,8 @@ pub fn train(args: TrainArgs, quiet: bool) -> Result<()> {
         }
         Family::Decoder(_) => {
             let (train_docs, dev_docs) = lm_documents(&spec)?;
-            let (decoder, tokenizer) = lora_models::load_causal_lm(&source, &train_device)?;
+            let (decoder, tokenizer) =
+                lora_models::load_causal_lm_as(&source, config.base_dtype, &train_device)?;
             let block = spec.max_len.unwrap_or(64);
             let eos = decoder.config().eos_token_ids.first().copied();
             let task: CausalLmTask =

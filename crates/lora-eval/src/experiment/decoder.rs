@@ -54,6 +54,9 @@ pub struct GenerationRunResult {
     pub tokens_per_second: f64,
     /// Peak resident memory while training, MiB.
     pub peak_rss_mib: Option<f64>,
+    /// Where the first epoch's memory went (base, trainable, optimizer, activations).
+    #[serde(default)]
+    pub memory: Option<lora_train::memory::MemoryBreakdown>,
     /// Bytes of the saved trainable weights (the PEFT adapter for LoRA).
     pub checkpoint_bytes: u64,
     /// Generation: new tokens per second over the test split.
@@ -323,6 +326,7 @@ fn untrained_run(
         seconds_per_epoch: 0.0,
         tokens_per_second: 0.0,
         peak_rss_mib: None,
+        memory: None,
         checkpoint_bytes: 0,
         generation_tokens_per_second: speed,
         step_losses: Vec::new(),
@@ -362,6 +366,7 @@ fn train_generation_run(
         seconds_per_epoch: 0.0,
         tokens_per_second: 0.0,
         peak_rss_mib: None,
+        memory: None,
         checkpoint_bytes: 0,
         generation_tokens_per_second: 0.0,
         step_losses: Vec::new(),
@@ -416,6 +421,7 @@ fn train_generation_run(
             .iter()
             .filter_map(|e| e.peak_rss_mib)
             .reduce(f64::max),
+        memory: history.first().and_then(|e| e.memory),
         checkpoint_bytes: std::fs::metadata(&weights).map_or(0, |m| m.len()),
         generation_tokens_per_second: speed,
         step_losses: outcome.state.step_losses.clone(),

@@ -450,6 +450,52 @@ fn instruct_table(results: &ExperimentResults) -> Table {
     table
 }
 
+/// Where each method's training memory went (first epoch, first seed): base weights as
+/// stored, trainable weights, optimizer moments, and the measured rest (activations,
+/// gradients, workspace). `None` when no run recorded it.
+fn memory_table(results: &ExperimentResults) -> Option<Table> {
+    let mut table = Table::new(
+        "Training memory (MiB, first epoch)",
+        [
+            "task",
+            "method",
+            "base weights",
+            "trainable",
+            "optimizer",
+            "activations and workspace",
+            "peak RSS",
+        ],
+    );
+    let encoder = results
+        .runs
+        .iter()
+        .map(|r| (r.task.as_str(), r.label.as_str(), r.memory));
+    let decoder = results
+        .decoder
+        .runs
+        .iter()
+        .map(|r| (r.task.as_str(), r.label.as_str(), r.memory));
+    let mut seen = Vec::new();
+    for (task, label, memory) in encoder.chain(decoder) {
+        let Some(m) = memory else { continue };
+        if seen.contains(&(task, label)) {
+            continue;
+        }
+        seen.push((task, label));
+        let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+        table.push([
+            task.to_string(),
+            label.to_string(),
+            format!("{:.0}", m.base_mib),
+            format!("{:.1}", m.trainable_mib),
+            format!("{:.1}", m.optimizer_mib),
+            opt(m.activations_mib),
+            opt(m.peak_rss_mib),
+        ]);
+    }
+    (!seen.is_empty()).then_some(table)
+}
+
 /// Writes `report.md`, `results.json`, the CSV tables and the plots; returns the report path.
 pub fn write_report(results: &ExperimentResults, out: &Path) -> Result<PathBuf> {
     let mut tables = Vec::new();
@@ -505,6 +551,9 @@ pub fn write_report(results: &ExperimentResults, out: &Path) -> Result<PathBuf> 
     }
     if wants(TableKind::Instruct) {
         tables.push(("instruct", instruct_table(results)));
+    }
+    if let Some(table) = memory_table(results) {
+        tables.push(("memory", table));
     }
     let mut md = format!(
         "# Experiment `{}`\n\nThe encoder `{}` and the decoder `{}` fine-tuned with each method; \

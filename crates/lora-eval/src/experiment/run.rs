@@ -52,6 +52,9 @@ pub struct RunResult {
     pub examples_per_second: f64,
     /// Peak resident memory during training, MiB.
     pub peak_rss_mib: Option<f64>,
+    /// Where the first epoch's memory went (base, trainable, optimizer, activations).
+    #[serde(default)]
+    pub memory: Option<lora_train::memory::MemoryBreakdown>,
     /// Bytes of the saved trainable weights (the PEFT adapter for LoRA).
     pub checkpoint_bytes: u64,
     /// Mean training loss of every step.
@@ -172,6 +175,7 @@ pub(crate) fn train_run(
             .iter()
             .filter_map(|e| e.peak_rss_mib)
             .reduce(f64::max),
+        memory: history.first().and_then(|e| e.memory),
         checkpoint_bytes: std::fs::metadata(&weights).map_or(0, |m| m.len()),
         step_losses: outcome.state.step_losses.clone(),
     };

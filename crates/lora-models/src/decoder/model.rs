@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::nn::Embedding;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use lora_core::{BottleneckAdapter, LoraLinear};
+use lora_core::{BaseDType, BottleneckAdapter, LoraLinear};
 
 use super::cache::{KvCache, LayerCache, extend};
 use super::config::{DecoderConfig, DecoderFamily, LayerKind, Positions};
@@ -14,7 +14,7 @@ use crate::export::{NamedHostTensors, embedding_tensor, linear_tensors_oriented,
 use crate::layers::attention::{MaskSpec, attend};
 use crate::layers::norm::Norm;
 use crate::layers::rope::apply_rope;
-use crate::weights::{WeightSource, load_embedding, load_linear_oriented, load_norm};
+use crate::weights::{StoredAs, WeightSource, load_embedding, load_linear_oriented, load_norm};
 
 /// Self-attention: separate or fused projections, optional per-head q/k norms.
 #[derive(Module, Debug)]
@@ -208,7 +208,7 @@ impl DecoderForCausalLM {
         // transformers ties the head only when the checkpoint does not carry its own.
         let lm_head = if source.contains(&head_key) || !config.tie_word_embeddings {
             Some(load_linear_oriented(
-                source,
+                &StoredAs::new(source, BaseDType::F32),
                 names.lm_head,
                 d,
                 config.vocab_size,

@@ -6,7 +6,7 @@ use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Embedding};
 use burn::tensor::activation::{relu, tanh};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use lora_core::{BottleneckAdapter, LoraLinear};
+use lora_core::{BaseDType, BottleneckAdapter, LoraLinear};
 
 use super::config::{EncoderConfig, EncoderFamily};
 use super::names::EncoderNames;
@@ -14,7 +14,7 @@ use crate::error::{ModelError, Result};
 use crate::export::{NamedHostTensors, embedding_tensor, linear_tensors, norm_tensors};
 use crate::layers::attention::{MaskSpec, attend};
 use crate::layers::norm::{Norm, NormKind};
-use crate::weights::{WeightSource, load_embedding, load_linear, load_norm};
+use crate::weights::{StoredAs, WeightSource, load_embedding, load_linear, load_norm};
 
 /// A batch of tokenized inputs: ids, attention mask (1 = token, 0 = padding) and token types,
 /// all `[batch, seq]`.
@@ -524,7 +524,8 @@ impl EncoderForSequenceClassification {
             .into_iter()
             .chain(std::iter::once((names.head_out, labels)))
         {
-            let linear = load_linear(source, name, hidden, out, true, device)?;
+            let head_source = StoredAs::new(source, BaseDType::F32);
+            let linear = load_linear(&head_source, name, hidden, out, true, device)?;
             head.push((
                 linear.weight.val().transpose(),
                 linear.bias.expect("loaded with a bias").val(),

@@ -7,7 +7,8 @@ use num_traits::Float;
 
 use burn_backend::{
     DType, ExecutionError, FloatDType, TensorData, TensorMetadata,
-    ops::{IntTensorOps, QTensorOps},
+    TensorPrimitive,
+    ops::{FloatTensorOps, IntTensorOps, QTensorOps},
     quantization::{
         BlockLayout, BlockSize, QuantScheme, QuantStore, QuantizationParametersPrimitive,
         QuantizedBytes, ScaleDtype, global_scale_dtype, scale_to_dtype,
@@ -205,7 +206,10 @@ impl QTensorOps<Flex> for Flex {
         let qt = tensor.tensor.to_contiguous();
         let q_data: &[i8] = qt.storage();
 
+        // lora-burn patch: contiguous block layouts expand row by row (see `qmatmul`).
+        let fast = super::qmatmul::dequantize_dense(&tensor);
         let dequantized = match tensor.scheme.block_size() {
+            _ if fast.is_some() => fast.expect("checked"),
             None => {
                 let scale = tensor.scales[0];
                 q_data
@@ -244,6 +248,43 @@ impl QTensorOps<Flex> for Flex {
                 FlexTensor::new(Bytes::from_elems(data), layout, DType::BF16)
             }
         }
+    }
+
+    fn q_matmul(lhs: TensorPrimitive<Flex>, rhs: TensorPrimitive<Flex>) -> TensorPrimitive<Flex> {
+        // lora-burn patch: a few f32 rows times a contiguous block-quantized 2-D weight read the
+        // 8-bit values directly (decoding); everything else widens the quantized side and
+        // multiplies, as the generic implementation does.
+        if let (TensorPrimitive::Float(x), TensorPrimitive::QFloat(w)) = (&lhs, &rhs)
+            && let Some(dense) = super::qmatmul::DenseBlocks::of(w)
+            && w.tensor.shape().num_dims() == 2
+            && x.dtype() == DType::F32
+            && x.layout().is_contiguous()
+            && x.layout().start_offset() == 0
+        {
+            let x_shape = x.shape();
+            let rank = x_shape.num_dims();
+            let k = x_shape[rank - 1];
+            let m = x_shape.num_elements() / k.max(1);
+            if rank >= 2 && k == dense.rows && m <= super::qmatmul::SMALL_ROWS {
+                let out = super::qmatmul::matmul_small(x.storage::<f32>(), m, w, dense);
+                let mut out_shape = x_shape.to_vec();
+                out_shape[rank - 1] = dense.cols;
+                return TensorPrimitive::Float(FlexTensor::new(
+                    Bytes::from_elems(out),
+                    Layout::contiguous(Shape::from(out_shape)),
+                    DType::F32,
+                ));
+            }
+        }
+        let dtype = match (&lhs, &rhs) {
+            (TensorPrimitive::Float(t), _) | (_, TensorPrimitive::Float(t)) => t.dtype().into(),
+            _ => FloatDType::F32,
+        };
+        let widen = |t: TensorPrimitive<Flex>| match t {
+            TensorPrimitive::Float(t) => t,
+            TensorPrimitive::QFloat(t) => Flex::dequantize(t, dtype),
+        };
+        TensorPrimitive::Float(Flex::float_matmul(widen(lhs), widen(rhs)))
     }
 
     fn q_to_device(tensor: QuantizedTensor<Flex>, _device: &Device<Flex>) -> QuantizedTensor<Flex> {

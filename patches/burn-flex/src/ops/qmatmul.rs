@@ -1,0 +1,259 @@
+//! Block-quantized weights without the generic detours (added by lora-burn's patch; see the
+//! repository's `patches/README.md`):
+//!
+//! - [`dequantize_dense`]: a contiguous tensor whose blocks tile its last two axes is expanded
+//!   row by row (one scale lookup per block row, vectorisable, split across the rayon pool)
+//!   instead of one `block_of` division chain per element;
+//! - [`matmul_small`]: `x · W` for a few rows of `x` (decoding, one token per sequence) reads the
+//!   8-bit values of `W` once and applies each block's scale to the partial sums, instead of
+//!   expanding all of `W` to `f32` for every token.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::FlexQTensor;
+
+/// Rows of `x` up to which [`matmul_small`] beats expanding the weight and calling gemm.
+pub const SMALL_ROWS: usize = 8;
+
+/// A contiguous block-quantized tensor seen as `rows × cols` values with `block_rows ×
+/// block_cols` blocks (every block dimension but the last two is 1).
+#[derive(Debug, Clone, Copy)]
+pub struct DenseBlocks {
+    /// Rows of the flattened tensor (every axis but the last).
+    pub rows: usize,
+    /// Values per row (the last axis).
+    pub cols: usize,
+    /// Block extent along the rows.
+    pub block_rows: usize,
+    /// Block extent along the last axis.
+    pub block_cols: usize,
+}
+
+impl DenseBlocks {
+    /// The layout of `q`, or `None` when the fast paths do not apply (per-tensor scales, a
+    /// two-level scheme, a strided tensor, blocks spanning more than the last two axes).
+    pub fn of(q: &FlexQTensor) -> Option<DenseBlocks> {
+        if q.global.is_some() {
+            return None;
+        }
+        let block = q.scheme.block_size()?;
+        let layout = q.tensor.layout();
+        if !layout.is_contiguous() || layout.start_offset() != 0 {
+            return None;
+        }
+        let shape = layout.shape();
+        let rank = shape.num_dims();
+        let dims = block.to_dim_vec(rank);
+        if rank == 0 || dims[..rank.saturating_sub(2)].iter().any(|&d| d != 1) {
+            return None;
+        }
+        let cols = shape[rank - 1];
+        let rows = shape.num_elements() / cols.max(1);
+        let block_cols = dims[rank - 1] as usize;
+        let block_rows = if rank >= 2 { dims[rank - 2] as usize } else { 1 };
+        let local_rows = if rank >= 2 { shape[rank - 2] } else { 1 };
+        if block_cols == 0
+            || block_rows == 0
+            || !cols.is_multiple_of(block_cols)
+            || !local_rows.is_multiple_of(block_rows)
+        {
+            return None;
+        }
+        Some(DenseBlocks {
+            rows,
+            cols,
+            block_rows,
+            block_cols,
+        })
+    }
+
+    /// The scales of row `row`, one per block along the last axis.
+    fn scale_row<'a>(&self, scales: &'a [f32], row: usize) -> &'a [f32] {
+        let per_row = self.cols / self.block_cols;
+        let start = row / self.block_rows * per_row;
+        &scales[start..start + per_row]
+    }
+}
+
+/// `q` expanded to `f32`, in its (contiguous) storage order; `None` when [`DenseBlocks`] does
+/// not apply.
+pub fn dequantize_dense(q: &FlexQTensor) -> Option<Vec<f32>> {
+    let dense = DenseBlocks::of(q)?;
+    let values: &[i8] = q.tensor.storage();
+    let mut out = vec![0.0f32; values.len()];
+    let expand_rows = |first_row: usize, chunk: &mut [f32]| {
+        for (r, row_out) in chunk.chunks_mut(dense.cols).enumerate() {
+            let row = first_row + r;
+            let row_in = &values[row * dense.cols..(row + 1) * dense.cols];
+            let scales = dense.scale_row(&q.scales, row);
+            if dense.block_cols == 1 {
+                for ((o, &v), &s) in row_out.iter_mut().zip(row_in).zip(scales) {
+                    *o = v as f32 * s;
+                }
+            } else {
+                for ((o, v), &s) in row_out
+                    .chunks_mut(dense.block_cols)
+                    .zip(row_in.chunks(dense.block_cols))
+                    .zip(scales)
+                {
+                    for (o, &v) in o.iter_mut().zip(v) {
+                        *o = v as f32 * s;
+                    }
+                }
+            }
+        }
+    };
+    for_row_chunks(&mut out, dense.cols, expand_rows);
+    Some(out)
+}
+
+/// `x · W` for `x: [m, k]` (row-major `f32`) and a 2-D block-quantized `W: [k, n]` described by
+/// `dense` (`rows = k`, `cols = n`): each block's scale multiplies its partial sums.
+pub fn matmul_small(x: &[f32], m: usize, q: &FlexQTensor, dense: DenseBlocks) -> Vec<f32> {
+    let (k, n) = (dense.rows, dense.cols);
+    debug_assert_eq!(x.len(), m * k);
+    let values: &[i8] = q.tensor.storage();
+    let mut out = vec![0.0f32; m * n];
+    // Split the output columns across threads; each thread walks all of `k` for its columns.
+    let columns = |first: usize, width: usize, out_cols: &mut [f32]| {
+        // out_cols: [m, width] for columns first..first + width.
+        let mut partial = vec![0.0f32; width];
+        for block_start in (0..k).step_by(dense.block_rows) {
+            let scales = dense.scale_row(&q.scales, block_start);
+            for r in 0..m {
+                partial.iter_mut().for_each(|p| *p = 0.0);
+                for i in block_start..block_start + dense.block_rows {
+                    let xi = x[r * k + i];
+                    if xi == 0.0 {
+                        continue;
+                    }
+                    let row = &values[i * n + first..i * n + first + width];
+                    for (p, &v) in partial.iter_mut().zip(row) {
+                        *p += xi * v as f32;
+                    }
+                }
+                let out_row = &mut out_cols[r * width..(r + 1) * width];
+                if dense.block_cols == 1 {
+                    let s = &scales[first..first + width];
+                    for ((o, p), s) in out_row.iter_mut().zip(&partial).zip(s) {
+                        *o += p * s;
+                    }
+                } else {
+                    for (j, (o, p)) in out_row.iter_mut().zip(&partial).enumerate() {
+                        *o += p * scales[(first + j) / dense.block_cols];
+                    }
+                }
+            }
+        }
+    };
+    const WIDTH: usize = 256;
+    let tiles: Vec<(usize, usize)> = (0..n)
+        .step_by(WIDTH)
+        .map(|first| (first, WIDTH.min(n - first)))
+        .collect();
+    let run_tile = |&(first, width): &(usize, usize)| {
+        let mut tile = vec![0.0f32; m * width];
+        columns(first, width, &mut tile);
+        (first, width, tile)
+    };
+    #[cfg(feature = "rayon")]
+    let results: Vec<(usize, usize, Vec<f32>)> = {
+        use rayon::prelude::*;
+        tiles.par_iter().map(run_tile).collect()
+    };
+    #[cfg(not(feature = "rayon"))]
+    let results: Vec<(usize, usize, Vec<f32>)> = tiles.iter().map(run_tile).collect();
+    for (first, width, tile) in results {
+        for r in 0..m {
+            out[r * n + first..r * n + first + width]
+                .copy_from_slice(&tile[r * width..(r + 1) * width]);
+        }
+    }
+    out
+}
+
+/// Runs `f(first_row, rows)` over `out` in chunks of whole rows of `cols` values, across the
+/// rayon pool when `out` is large.
+fn for_row_chunks(out: &mut [f32], cols: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    const CHUNK_VALUES: usize = 1 << 16;
+    let rows_per_chunk = (CHUNK_VALUES / cols.max(1)).max(1);
+    #[cfg(feature = "rayon")]
+    if out.len() > CHUNK_VALUES {
+        use rayon::prelude::*;
+        out.par_chunks_mut(rows_per_chunk * cols)
+            .enumerate()
+            .for_each(|(i, chunk)| f(i * rows_per_chunk, chunk));
+        return;
+    }
+    let _ = rows_per_chunk;
+    f(0, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Flex, FlexTensor};
+    use burn_backend::{
+        FloatDType, TensorData,
+        ops::QTensorOps,
+        quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype},
+    };
+
+    fn quantized(values: Vec<f32>, shape: [usize; 2], block: [u8; 2]) -> FlexQTensor {
+        let scheme = QuantScheme::default()
+            .with_value(QuantValue::Q8S)
+            .per_block(block, ScaleDtype::F32)
+            .with_store(QuantStore::Native);
+        Flex::quantize_dynamic(FlexTensor::from_data(TensorData::new(values, shape)), &scheme)
+    }
+
+    fn reference(q: &FlexQTensor) -> Vec<f32> {
+        // The generic per-element path.
+        let blocks = burn_backend::quantization::BlockLayout::new(
+            &q.tensor.shape(),
+            &q.scheme.block_size().unwrap(),
+        );
+        let values: &[i8] = q.tensor.storage();
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v as f32 * q.scales[blocks.block_of(i)])
+            .collect()
+    }
+
+    fn values(len: usize) -> Vec<f32> {
+        (0..len).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect()
+    }
+
+    #[test]
+    fn dense_dequantize_equals_the_generic_path() {
+        for block in [[32u8, 1], [1, 32], [4, 8]] {
+            let q = quantized(values(64 * 96), [64, 96], block);
+            assert_eq!(dequantize_dense(&q).unwrap(), reference(&q), "{block:?}");
+        }
+    }
+
+    #[test]
+    fn small_matmul_equals_expanding_the_weight() {
+        for (block, m) in [([32u8, 1], 1), ([32, 1], 5), ([1, 32], 3)] {
+            let (k, n) = (64, 300);
+            let q = quantized(values(k * n), [k, n], block);
+            let w = reference(&q);
+            let x: Vec<f32> = values(m * k).iter().map(|v| v * 0.5 + 0.1).collect();
+            let dense = DenseBlocks::of(&q).unwrap();
+            let got = matmul_small(&x, m, &q, dense);
+            for r in 0..m {
+                for j in 0..n {
+                    let expected: f32 = (0..k).map(|i| x[r * k + i] * w[i * n + j]).sum();
+                    let diff = (got[r * n + j] - expected).abs();
+                    assert!(diff <= 1e-4 * (1.0 + expected.abs()), "{block:?} {r},{j}: {diff}");
+                }
+            }
+        }
+        // And through the backend op.
+        let q = quantized(values(64 * 32), [64, 32], [32, 1]);
+        let deq = Flex::dequantize(q.clone(), FloatDType::F32);
+        assert_eq!(deq.storage::<f32>(), reference(&q).as_slice());
+    }
+}
