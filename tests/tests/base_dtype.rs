@@ -165,15 +165,32 @@ lora_core::backend_test!(fn activation_checkpointing_gives_the_same_gradients(de
         // As training prepares it: the base frozen, adapters made on the weights' device.
         let method = lora_train::Method::lora(4, &["q_proj", "v_proj"]);
         let model = lora_train::prepare_causal_lm(model, &method, 7, device).unwrap();
-        let batch = lora_models::decoder::ids_tensor(&ids, device);
-        let logits = model.forward(batch).unwrap();
-        let grads = (logits.clone() * logits).mean().backward();
-        model
-            .linears()
-            .into_iter()
-            .filter(|(_, l)| !l.adapters.is_empty())
-            .flat_map(|(_, l)| to_vec(l.adapters[0].lora_b.grad(&grads).unwrap()))
-            .collect::<Vec<f32>>()
+        // Two optimizer steps: the second runs on parameters the optimizer made.
+        let mut model = Some(model);
+        let mut optimizer = lora_train::optim::Optimizer::new(lora_train::OptimizerConfig::default());
+        let mut all = Vec::new();
+        for _ in 0..2 {
+            let current = model.take().unwrap();
+            let batch = lora_models::decoder::ids_tensor(&ids, device);
+            let logits = current.forward(batch).unwrap();
+            // The graph really ran under the device's strategy (checkpointed or not).
+            assert_eq!(
+                logits.gradient_checkpointing_strategy(),
+                device.gradient_checkpointing_strategy()
+            );
+            let grads = (logits.clone() * logits).mean().backward();
+            all.extend(
+                current
+                    .linears()
+                    .into_iter()
+                    .filter(|(_, l)| !l.adapters.is_empty())
+                    .flat_map(|(_, l)| to_vec(l.adapters[0].lora_b.grad(&grads).unwrap())),
+            );
+            let mut accumulated = lora_train::optim::AccumulatedGrads::new();
+            accumulated.add(&current, grads);
+            model = Some(optimizer.step(current, 1e-2, accumulated));
+        }
+        all
     };
     let a = grads_on(&plain);
     let b = grads_on(&checkpointed);

@@ -322,9 +322,14 @@ mod tests {
 
     #[test]
     fn the_section_is_replaced_in_place() {
+        const BEGIN: &str = "<!-- bench:vs-pytorch:begin -->";
+        const END: &str = "<!-- bench:vs-pytorch:end -->";
         let doc = format!("# P\n\nbefore\n{BEGIN}\nold\n{END}\nafter\n");
         let new = replace_section(&doc, "new");
         assert_eq!(new, format!("# P\n\nbefore\n{BEGIN}\nnew\n{END}\nafter\n"));
-        assert!(replace_section("", "x").contains("x"));
+        assert!(replace_section("", "x").starts_with("# Performance"));
+        // Another section leaves this one alone.
+        let both = replace_marked(&new, "memory", "m", "# Results");
+        assert!(both.contains("new") && both.ends_with("<!-- bench:memory:end -->\n"));
     }
 }

@@ -791,3 +791,136 @@ fn device_reports_the_backend() {
     );
     fails_with(&["device", "--device", "tpu"], "valid choices");
 }
+
+#[test]
+fn a_quantized_base_trains_generates_and_refuses_to_merge() {
+    // QLoRA's recipe on the tiny Llama checkpoint: the frozen base held as q8, activations
+    // recomputed in the backward pass; the loss falls, the summary says where the memory went,
+    // the adapter generates on the q8 base, merging into it is refused, and methods that
+    // train the base are refused a quantized one.
+    let model = fixtures_dir().join("tiny_llama/model");
+    let model = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("corpus.txt");
+    let lines: Vec<String> = (0..16)
+        .map(|i| format!("the quick brown fox {i} jumps over the lazy dog {i}"))
+        .collect();
+    std::fs::write(&corpus, lines.join("\n")).unwrap();
+    let out = dir.path().join("run");
+    let (c, o) = (corpus.to_str().unwrap(), out.to_str().unwrap());
+    let train = [
+        "train",
+        "--model",
+        model,
+        "--train",
+        c,
+        "--max-len",
+        "16",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e-2",
+        "--base-dtype",
+        "q8",
+        "--checkpoint-activations",
+        "--out",
+        o,
+        "--quiet",
+    ];
+    succeeded(&lora(&train));
+    let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert!(summary.contains("memory: base"), "{summary}");
+    assert!(
+        summary.contains("base weights held as q8 · activations recomputed"),
+        "{summary}"
+    );
+    let losses: Vec<f64> = summary
+        .lines()
+        .filter_map(|l| l.split("train loss ").nth(1))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(losses.len(), 3, "{summary}");
+    assert!(losses[2] < losses[0], "the loss did not fall: {losses:?}");
+
+    let generated = json_of(&lora(&[
+        "generate",
+        "--model",
+        model,
+        "--adapter",
+        o,
+        "--base-dtype",
+        "q8",
+        "--prompt",
+        "the quick",
+        "--max-new-tokens",
+        "4",
+        "--json",
+    ]));
+    assert!(
+        generated["generations"][0]["token_ids"]
+            .as_array()
+            .is_some(),
+        "{generated}"
+    );
+
+    let merged = dir.path().join("merged");
+    fails_with(
+        &[
+            "merge",
+            "--model",
+            model,
+            "--adapter",
+            o,
+            "--base-dtype",
+            "q8",
+            "--out",
+            merged.to_str().unwrap(),
+        ],
+        "the base weight is stored as q8 and merging needs an f32 base",
+    );
+    // The same adapter merges onto the f32 base.
+    succeeded(&lora(&[
+        "merge",
+        "--model",
+        model,
+        "--adapter",
+        o,
+        "--out",
+        merged.to_str().unwrap(),
+    ]));
+
+    let ft_out = dir.path().join("ft");
+    fails_with(
+        &[
+            "train",
+            "--model",
+            model,
+            "--train",
+            c,
+            "--method",
+            "ft",
+            "--base-dtype",
+            "q4",
+            "--out",
+            ft_out.to_str().unwrap(),
+        ],
+        "trains the base weights, which need --base-dtype f32",
+    );
+    let bad = lora(&[
+        "train",
+        "--model",
+        model,
+        "--train",
+        c,
+        "--base-dtype",
+        "int3",
+    ]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("valid choices: f32, f16, bf16, q8, q4"),
+        "{err}"
+    );
+}

@@ -78,16 +78,16 @@ impl BaseDType {
         }
     }
 
-    /// The block quantization scheme of a quantized form, for tensors whose last axis has
-    /// `last_dim` values (blocks run along the last axis; the block shrinks to the largest power
-    /// of two that divides `last_dim` when 32 does not).
-    pub fn scheme(self, last_dim: usize) -> Option<QuantScheme> {
+    /// The block quantization scheme of a quantized form for a weight `[in, out]` with `d_in`
+    /// inputs: blocks of [`QUANT_BLOCK`] inputs by one output (the block shrinks to the
+    /// largest power of two dividing `d_in` when 32 does not).
+    pub fn scheme(self, d_in: usize) -> Option<QuantScheme> {
         let value = match self {
             BaseDType::Q8 => QuantValue::Q8S,
             BaseDType::Q4 => QuantValue::Q4S,
             _ => return None,
         };
-        Some(block_scheme(value, last_dim))
+        Some(block_scheme(value, d_in))
     }
 
     /// Whether `backend` can hold and multiply a base in this form. Burn's CPU backend (`flex`)
@@ -133,22 +133,23 @@ impl BaseDType {
             BaseDType::Q8 | BaseDType::Q4 => {
                 let [d_in, _] = weight.dims();
                 let scheme = self.scheme(d_in).expect("quantized form");
-                weight.transpose().quantize_dynamic(&scheme).transpose()
+                weight.quantize_dynamic(&scheme)
             }
         }
     }
 }
 
-/// A block scheme of `value` along the last axis (`last_dim` values), `f32` scales, values
-/// stored one per byte (the layout Burn's CPU backends compute with).
-pub fn block_scheme(value: QuantValue, last_dim: usize) -> QuantScheme {
+/// A block scheme of `value` for a 2-D tensor with `rows` rows: blocks of up to
+/// [`QUANT_BLOCK`] rows by one column, `f32` scales, values stored one per byte (the layout
+/// Burn's CPU backends compute with).
+pub fn block_scheme(value: QuantValue, rows: usize) -> QuantScheme {
     let mut block = QUANT_BLOCK;
-    while block > 1 && !last_dim.is_multiple_of(block) {
+    while block > 1 && !rows.is_multiple_of(block) {
         block /= 2;
     }
     QuantScheme::default()
         .with_value(value)
-        .per_block([block as u8], ScaleDtype::F32)
+        .per_block([block as u8, 1], ScaleDtype::F32)
         .with_store(QuantStore::Native)
 }
 
@@ -242,7 +243,7 @@ mod tests {
         let expected = Tensor::<2>::from_data(TensorData::new(values, [64, 1]), &device);
         back.into_data()
             .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(2e-3));
-        // A last axis of 48 takes blocks of 16.
+        // 48 rows take blocks of 16.
         assert_eq!(
             block_scheme(QuantValue::Q8S, 48)
                 .block_size()

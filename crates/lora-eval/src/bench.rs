@@ -484,8 +484,7 @@ fn encoder_workload(
                 },
                 _ => Method::HeadOnly,
             };
-            let mut model =
-                prepare_classifier(encoder.valid().fork(&inference), 2, &method, 0, &inference)?;
+            let mut model = prepare_classifier(encoder.valid(), 2, &method, 0, &inference)?;
             if workload == Workload::EncoderLatencyMerged {
                 lora_surgery::merge_and_unload(&mut model)?;
             }
@@ -533,7 +532,9 @@ fn decoder_workload(
             Ok((timed, params, 1.0, Some(tokens.tokens())))
         }
         Workload::DecoderPrefill => {
-            let model = decoder.valid().fork(&inference);
+            // `valid()` is the model on `inference` (autodiff removed); `fork` would also
+            // detach every parameter, which expands a quantized base to f32.
+            let model = decoder.valid();
             let params = ParamCount::of(&model);
             let batch = decoder_batch(&tokens.sft_batch(vocab)?, &inference);
             let timed = timed(settings, &inference, || {
@@ -548,7 +549,9 @@ fn decoder_workload(
             Ok((timed, params, 1.0, Some(tokens.tokens())))
         }
         _ => {
-            let model = decoder.valid().fork(&inference);
+            // `valid()` is the model on `inference` (autodiff removed); `fork` would also
+            // detach every parameter, which expands a quantized base to f32.
+            let model = decoder.valid();
             let params = ParamCount::of(&model);
             // Every row is a prompt, decoded together in one batch.
             let prompts: Vec<Vec<u32>> = tokens

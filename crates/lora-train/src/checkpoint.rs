@@ -50,7 +50,8 @@ pub struct EpochRecord {
     pub examples_per_second: f64,
     /// Training throughput in real (non-padding) tokens.
     pub tokens_per_second: f64,
-    /// Peak resident memory of the process during the epoch, in MiB.
+    /// Peak resident memory of the process during the epoch's training steps (before its
+    /// closing evaluation), in MiB.
     pub peak_rss_mib: Option<f64>,
     /// Where the epoch's memory went (absent in states written before it existed).
     #[serde(default)]

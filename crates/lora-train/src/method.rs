@@ -142,15 +142,9 @@ impl Method {
     ) -> Result<M> {
         device.seed(seed);
         let model = self.apply(model, task_type, device)?;
-        // Parameters made here (adapters, trainable copies) take the device of the weights
-        // they adapt, which does not carry a gradient-checkpointing strategy; every tensor of
-        // one operation must share it, so the prepared model moves onto `device` as a whole.
-        let checkpointing = device.gradient_checkpointing_strategy();
-        if checkpointing.is_some_and(|s| s != burn::tensor::GradientCheckpointingStrategy::Disabled)
-        {
-            return Ok(model.fork(device));
-        }
-        Ok(model)
+        // Parameters made here (adapters, trainable copies) do not carry `device`'s
+        // gradient-checkpointing strategy, and every tensor of one operation must share it.
+        Ok(crate::params::use_device_checkpointing(model, device))
     }
 
     /// [`prepare`](Self::prepare) without seeding the RNG first.

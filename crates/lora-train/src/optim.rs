@@ -195,9 +195,15 @@ impl ModuleMapper for StepMapper<'_> {
         let (id, tensor, mapper) = param.consume();
         let shape = tensor.shape();
         let n = shape.num_elements();
+        // The updated parameter keeps the gradient-checkpointing strategy it was trained under.
+        let strategy = tensor.gradient_checkpointing_strategy();
         let flat = tensor.inner().reshape([n]);
         let updated = self.optimizer.update(path, flat, grad, self.lr);
-        let updated = Tensor::<D>::from_inner(updated.reshape(shape)).require_grad();
+        let mut updated = Tensor::<D>::from_inner(updated.reshape(shape));
+        if let Some(strategy) = strategy {
+            updated = updated.with_gradient_checkpointing_strategy(strategy);
+        }
+        let updated = updated.require_grad();
         Param::from_mapped_value(id, updated, mapper)
     }
 }

@@ -101,6 +101,37 @@ impl ModuleMapper for TrainableSetter<'_> {
     }
 }
 
+struct CheckpointingSetter(burn::tensor::GradientCheckpointingStrategy);
+
+impl ModuleMapper for CheckpointingSetter {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let strategy = self.0;
+        param.map(|tensor| {
+            if !tensor.is_autodiff() || tensor.gradient_checkpointing_strategy() == Some(strategy) {
+                return tensor;
+            }
+            let require_grad = tensor.is_require_grad();
+            let tensor = tensor.with_gradient_checkpointing_strategy(strategy);
+            if require_grad {
+                tensor.require_grad()
+            } else {
+                tensor
+            }
+        })
+    }
+}
+
+/// Gives every autodiff parameter of `module` the gradient-checkpointing strategy of `device`
+/// (tensors of one operation must share it). Parameters made after loading (adapters, trainable
+/// copies) take the strategy of the tensors they were made from, which is Burn's default; a
+/// module prepared for a checkpointing device passes through here. A no-op otherwise.
+pub fn use_device_checkpointing<M: Module>(module: M, device: &burn::tensor::Device) -> M {
+    match device.gradient_checkpointing_strategy() {
+        Some(strategy) => module.map(&mut CheckpointingSetter(strategy)),
+        None => module,
+    }
+}
+
 /// Makes exactly the float parameters whose path `select` accepts trainable; every other one is
 /// frozen.
 pub fn set_trainable<M: Module>(module: M, select: &dyn Fn(&str) -> bool) -> M {

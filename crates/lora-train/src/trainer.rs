@@ -419,6 +419,9 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
                 }
             }
             bar.finish_and_clear();
+            // The training steps' peak, before the end-of-epoch evaluation (whose batches are
+            // larger) adds its own.
+            let train_peak = peak_rss_bytes();
             let eval_started = Instant::now();
             let dev = self.evaluate(&mut model, &mut state)?;
             let seconds = state.epoch_seconds.max(1e-9);
@@ -432,11 +435,11 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
                 eval_seconds: eval_started.elapsed().as_secs_f64(),
                 examples_per_second: state.epoch_examples as f64 / seconds,
                 tokens_per_second: state.epoch_tokens as f64 / seconds,
-                peak_rss_mib: peak_rss_bytes().map(|b| b as f64 / (1024.0 * 1024.0)),
+                peak_rss_mib: train_peak.map(|b| b as f64 / (1024.0 * 1024.0)),
                 memory: Some(MemoryBreakdown::new(
                     ParamBytes::of(&model),
                     epoch_start_rss,
-                    peak_rss_bytes(),
+                    train_peak,
                     optimizer_new,
                 )),
             };

@@ -116,6 +116,19 @@ impl QTensorOps<Flex> for Flex {
 
                 (quantized, alloc::vec![scale], None)
             }
+            (Some(block_size), None)
+                if let Some(dense) = super::qmatmul::dense_geometry(&shape, &block_size) =>
+            {
+                // lora-burn patch: a block row at a time, across the rayon pool.
+                let (quantized, scales) = super::qmatmul::quantize_dense(
+                    &float_data,
+                    dense,
+                    |alpha| validated_scale(2.0 * alpha / range, scheme.scale_dtype()),
+                    a,
+                    b,
+                );
+                (quantized, scales, None)
+            }
             (Some(block_size), None) => {
                 let blocks = block_layout(&shape, &block_size);
                 let scales: Vec<f32> = block_max_abs(&float_data, &blocks)
@@ -179,6 +192,13 @@ impl QTensorOps<Flex> for Flex {
                     .iter()
                     .map(|&x| (x * inv_scale).round().clamp(a, b) as i8)
                     .collect::<Vec<i8>>()
+            }
+            // lora-burn patch: a block row at a time, across the rayon pool.
+            Some(block_size)
+                if global.is_none()
+                    && let Some(dense) = super::qmatmul::dense_geometry(&shape, &block_size) =>
+            {
+                super::qmatmul::quantize_with_scales(&float_data, dense, &scales, a, b)
             }
             Some(block_size) => {
                 let blocks = block_layout(&shape, &block_size);
