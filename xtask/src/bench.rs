@@ -2,12 +2,12 @@
 //! the release `lora` and by PyTorch + PEFT in the pinned Python environment, back to back on
 //! the same token ids, written to `docs/performance.md`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cargo::{TEST_FEATURES, step, target_dir, workspace_root};
+use crate::cargo::{TEST_FEATURES, release_lora, step, target_dir, workspace_root};
 
 /// `cargo xtask bench [--vs-pytorch [--threads 1,2] [--repeats N] [--quick]] [criterion args]`.
 pub fn bench(args: &[String]) -> Result<()> {
@@ -110,7 +110,37 @@ fn pytorch_name(workload: &str) -> String {
         .replace("decoder-", "smollm2-")
 }
 
-fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+/// The batches `lora bench --write-tokens` writes (in `<target>/bench-tokens`) and the paths of
+/// the models they were tokenized for (`models.json`).
+pub struct BenchTokens {
+    /// The folder of the token files.
+    pub dir: PathBuf,
+    models: serde_json::Value,
+}
+
+impl BenchTokens {
+    /// Writes the token files with `lora` and reads back the model paths.
+    pub fn write(root: &Path, lora: &Path) -> Result<Self> {
+        let dir = target_dir(root).join("bench-tokens");
+        crate::python::run(
+            Command::new(lora)
+                .args(["bench", "--write-tokens"])
+                .arg(&dir),
+        )?;
+        let models = serde_json::from_str(&std::fs::read_to_string(dir.join("models.json"))?)?;
+        Ok(Self { dir, models })
+    }
+
+    /// The path of the model called `name` (`minilm`, `smollm2`).
+    pub fn model(&self, name: &str) -> Result<&str> {
+        self.models[name]
+            .as_str()
+            .with_context(|| format!("models.json has no {name}"))
+    }
+}
+
+/// The value after `name` in `args`.
+pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
@@ -132,21 +162,12 @@ fn vs_pytorch(args: &[String]) -> Result<()> {
     let lora = release_lora(&root)?;
     let python = crate::python::pinned_python(&root)?;
     let script = root.join("xtask/bench/pytorch_bench.py");
-    let tokens = target_dir(&root).join("bench-tokens");
-    crate::python::run(
-        Command::new(&lora)
-            .args(["bench", "--write-tokens"])
-            .arg(&tokens),
-    )?;
-    let models: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(tokens.join("models.json"))?)?;
+    let tokens = BenchTokens::write(&root, &lora)?;
     let mut results = Vec::new();
     for &n in &threads {
         for row in &ROWS {
-            let model = models[row.model]
-                .as_str()
-                .with_context(|| format!("models.json has no {}", row.model))?;
-            let token_file = tokens.join(row.tokens);
+            let model = tokens.model(row.model)?;
+            let token_file = tokens.dir.join(row.tokens);
             eprintln!("xtask: {} · {n} thread(s)", row.workload);
             let ours = json_of(
                 Command::new(&lora)
@@ -176,25 +197,6 @@ fn vs_pytorch(args: &[String]) -> Result<()> {
     println!("{report}");
     eprintln!("xtask: wrote {}", path.display());
     Ok(())
-}
-
-/// Builds the release `lora` (the same features as the GPU bundle's, so one build serves both)
-/// and returns its path.
-pub fn release_lora(root: &Path) -> Result<std::path::PathBuf> {
-    step(
-        root,
-        "build the release lora",
-        &[
-            "build",
-            "--release",
-            "--bin",
-            "lora",
-            "--features",
-            "flex,wgpu",
-        ],
-        &[],
-    )?;
-    Ok(target_dir(root).join("release").join("lora"))
 }
 
 /// Runs a command that prints one JSON object as its last stdout line.
@@ -238,6 +240,12 @@ pub fn replace_marked(doc: &str, name: &str, report: &str, title: &str) -> Strin
     }
 }
 
+/// Today's date (UTC), `YYYY-MM-DD`.
+pub fn today() -> Result<String> {
+    let out = Command::new("date").args(["-u", "+%Y-%m-%d"]).output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// A number field of a benchmark result.
 pub fn number(v: &serde_json::Value, key: &str) -> Option<f64> {
     v.get(key).and_then(serde_json::Value::as_f64)
@@ -262,14 +270,7 @@ fn performance_md(
     results: &[(&Row, usize, serde_json::Value, serde_json::Value)],
     lora: &Path,
 ) -> Result<String> {
-    let date = String::from_utf8_lossy(
-        &Command::new("date")
-            .args(["-u", "+%Y-%m-%d"])
-            .output()?
-            .stdout,
-    )
-    .trim()
-    .to_string();
+    let date = today()?;
     let versions = results
         .first()
         .and_then(|(_, _, _, theirs)| theirs.get("versions"))

@@ -5,10 +5,10 @@
 
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::bench::{json_of, machine, number, release_lora, replace_marked};
-use crate::cargo::{target_dir, workspace_root};
+use crate::bench::{BenchTokens, flag, json_of, machine, number, replace_marked, today};
+use crate::cargo::{release_lora, workspace_root};
 
 /// The settings measured: base dtype and whether activations are recomputed.
 const SETTINGS: [(&str, bool); 7] = [
@@ -24,24 +24,10 @@ const SETTINGS: [(&str, bool); 7] = [
 /// `cargo xtask bench --memory [--repeats N]`.
 pub fn memory(args: &[String]) -> Result<()> {
     let root = workspace_root()?;
-    let repeats = args
-        .iter()
-        .position(|a| a == "--repeats")
-        .and_then(|i| args.get(i + 1))
-        .map_or("3", String::as_str)
-        .to_string();
+    let repeats = flag(args, "--repeats").unwrap_or("3").to_string();
     let lora = release_lora(&root)?;
-    let tokens = target_dir(&root).join("bench-tokens");
-    crate::python::run(
-        Command::new(&lora)
-            .args(["bench", "--write-tokens"])
-            .arg(&tokens),
-    )?;
-    let models: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(tokens.join("models.json"))?)?;
-    let model = models["smollm2"]
-        .as_str()
-        .context("models.json has no smollm2")?;
+    let tokens = BenchTokens::write(&root, &lora)?;
+    let model = tokens.model("smollm2")?;
     let mut rows = Vec::new();
     for (dtype, checkpoint) in SETTINGS {
         eprintln!("xtask: SmolLM2 LoRA step, base {dtype}, checkpointing {checkpoint}");
@@ -55,7 +41,7 @@ pub fn memory(args: &[String]) -> Result<()> {
         ])
         .arg(model)
         .arg("--tokens")
-        .arg(tokens.join("decoder-b4.json"))
+        .arg(tokens.dir.join("decoder-b4.json"))
         .args([
             "--repeats",
             &repeats,
@@ -69,7 +55,7 @@ pub fn memory(args: &[String]) -> Result<()> {
         }
         rows.push((dtype, checkpoint, json_of(&mut cmd)?));
     }
-    let report = report(&rows);
+    let report = report(&rows)?;
     let path = root.join("docs/results.md");
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
     std::fs::write(
@@ -81,7 +67,7 @@ pub fn memory(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn report(rows: &[(&str, bool, serde_json::Value)]) -> String {
+fn report(rows: &[(&str, bool, serde_json::Value)]) -> Result<String> {
     let baseline = rows
         .iter()
         .find(|(d, c, _)| *d == "f32" && !c)
@@ -103,7 +89,7 @@ fn report(rows: &[(&str, bool, serde_json::Value)]) -> String {
          | base | activations | peak RSS MiB | × f32 | ms / step | × f32 |\n\
          |---|---|---|---|---|---|\n",
         machine(),
-        chrono_free_date()
+        today()?
     );
     for (dtype, checkpoint, r) in rows {
         md += &format!(
@@ -115,15 +101,5 @@ fn report(rows: &[(&str, bool, serde_json::Value)]) -> String {
             ratio(r, "value"),
         );
     }
-    md
-}
-
-/// Today's date from `date`, without a date crate.
-fn chrono_free_date() -> String {
-    Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
+    Ok(md)
 }

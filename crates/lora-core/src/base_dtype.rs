@@ -44,9 +44,6 @@ pub enum BaseDType {
 }
 
 impl BaseDType {
-    /// Every choice, as written on the command line.
-    pub const CHOICES: [&'static str; 5] = ["f32", "f16", "bf16", "q8", "q4"];
-
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -111,7 +108,7 @@ impl BaseDType {
             .collect()
     }
 
-    /// Every form, in [`CHOICES`](Self::CHOICES) order.
+    /// Every form, in the order the command line lists them.
     pub const ALL: [BaseDType; 5] = [
         BaseDType::F32,
         BaseDType::F16,
@@ -200,7 +197,7 @@ impl FromStr for BaseDType {
             "q4" | "int4" => Ok(BaseDType::Q4),
             _ => Err(LoraError::UnknownBaseDType {
                 given: s.to_string(),
-                valid: BaseDType::CHOICES.iter().map(|c| c.to_string()).collect(),
+                valid: BaseDType::ALL.map(|d| d.name().to_string()).to_vec(),
             }),
         }
     }

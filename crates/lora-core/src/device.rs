@@ -93,9 +93,7 @@ impl Backend {
         }
         open(*self)
     }
-}
 
-impl Backend {
     /// The backend a device belongs to (through an autodiff wrapper too).
     pub fn of_device(device: &Device) -> Option<Backend> {
         let name = format!("{device:?}").to_ascii_lowercase();

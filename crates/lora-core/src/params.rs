@@ -29,17 +29,7 @@ impl ParamCount {
     /// ```
     pub fn of<M: Module>(module: &M) -> ParamCount {
         let mut counter = Counter::default();
-        let on_autodiff = module
-            .devices()
-            .first()
-            .map(|d| d.is_autodiff())
-            .unwrap_or(false);
-        if on_autodiff {
-            module.visit(&mut counter);
-        } else {
-            // `train()` applies the configured gradient settings without changing `module`.
-            module.clone().train().visit(&mut counter);
-        }
+        visit_in_training_mode(module, &mut counter);
         counter.count
     }
 
@@ -80,17 +70,24 @@ impl ParamBytes {
     /// ```
     pub fn of<M: Module>(module: &M) -> ParamBytes {
         let mut counter = ByteCounter::default();
-        let on_autodiff = module
-            .devices()
-            .first()
-            .map(|d| d.is_autodiff())
-            .unwrap_or(false);
-        if on_autodiff {
-            module.visit(&mut counter);
-        } else {
-            module.clone().train().visit(&mut counter);
-        }
+        visit_in_training_mode(module, &mut counter);
         counter.bytes
+    }
+}
+
+/// Visits `module` as training sees it, so that `is_require_grad` answers the same on a plain
+/// device and on an autodiff one.
+fn visit_in_training_mode<M: Module, V: ModuleVisitor>(module: &M, visitor: &mut V) {
+    let on_autodiff = module
+        .devices()
+        .first()
+        .map(|d| d.is_autodiff())
+        .unwrap_or(false);
+    if on_autodiff {
+        module.visit(visitor);
+    } else {
+        // `train()` applies the configured gradient settings without changing `module`.
+        module.clone().train().visit(visitor);
     }
 }
 
