@@ -2,11 +2,11 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::module::linear;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::config::{LoraConfig, LoraInit};
 use crate::error::{LoraError, Result};
+use crate::linear::rows_matmul;
 
 /// One named LoRA adapter: the factors `A` and `B`, its dropout and its scaling.
 ///
@@ -131,8 +131,10 @@ impl LoraAdapter {
     /// `s · B(A(dropout(x)))` for `x: [..., in]`, through the low-rank path.
     pub fn delta<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let x = self.dropout.forward(x);
-        let down = linear(x, self.lora_a.val(), None);
-        linear(down, self.lora_b.val(), None).mul_scalar(self.scaling())
+        // The scaling multiplies the `r`-wide intermediate instead of the output (one pass over
+        // `rows × r` values instead of `rows × out`, forward and backward).
+        let down = rows_matmul(x, self.lora_a.val()).mul_scalar(self.scaling());
+        rows_matmul(down, self.lora_b.val())
     }
 
     /// The dense update `s · A·B`, `[in, out]` (Burn's orientation), detached from any graph.

@@ -40,6 +40,7 @@ pub mod config;
 pub mod device;
 pub mod device_info;
 pub mod error;
+pub mod host_memory;
 pub mod io;
 pub mod linear;
 pub mod lock;

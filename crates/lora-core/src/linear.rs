@@ -624,15 +624,23 @@ fn stored_linear<const D: usize>(
     };
     // The product runs on 2-D operands: reshaping a block-quantized weight to add axes would
     // requantize it on some backends.
-    let mut dims = x.dims();
-    let d_in = dims[D - 1];
-    let rows = x.shape().num_elements() / d_in.max(1);
-    dims[D - 1] = weight.dims()[1];
-    let y: Tensor<D> = x.reshape([rows, d_in]).matmul(weight).reshape(dims);
+    let y = rows_matmul(x, weight);
     match bias {
         Some(bias) => y + bias.unsqueeze(),
         None => y,
     }
+}
+
+/// `x · w` for `x: [.., in]` and `w: [in, out]`, with every leading axis of `x` folded into the
+/// rows of one 2-D product. Burn keeps a batched product when `w` is thin (a LoRA factor):
+/// one small gemm per batch row, and in the backward pass a weight gradient per batch row
+/// summed afterwards; folded, each is a single gemm.
+pub(crate) fn rows_matmul<const D: usize>(x: Tensor<D>, w: Tensor<2>) -> Tensor<D> {
+    let mut dims = x.dims();
+    let d_in = dims[D - 1];
+    let rows = x.shape().num_elements() / d_in.max(1);
+    dims[D - 1] = w.dims()[1];
+    x.reshape([rows, d_in]).matmul(w).reshape(dims)
 }
 
 /// Whether any element is NaN or infinite (one boolean read back from the device).

@@ -233,7 +233,17 @@ impl FlexTensor {
     pub fn empty(shape: Shape, dtype: DType) -> Self {
         let num_elements = shape.num_elements();
         let elem_size = dtype_size(dtype);
-        let bytes = Bytes::from_bytes_vec(alloc::vec![0u8; num_elements * elem_size]);
+        // Allocated as elements of the dtype's size, so the buffer already has the alignment
+        // the element type needs: `Bytes::from_bytes_vec` on a `Vec<u8>` would allocate a
+        // second, 16-byte-aligned buffer and copy the zeros into it (two extra passes over
+        // every matmul output, on one thread).
+        use crate::ops::par_zeroed;
+        let bytes = match elem_size {
+            2 => Bytes::from_elems(par_zeroed::<u16>(num_elements)),
+            4 => Bytes::from_elems(par_zeroed::<u32>(num_elements)),
+            8 => Bytes::from_elems(par_zeroed::<u64>(num_elements)),
+            _ => Bytes::from_bytes_vec(alloc::vec![0u8; num_elements * elem_size]),
+        };
         let layout = Layout::contiguous(shape);
         Self {
             data: Arc::new(bytes),

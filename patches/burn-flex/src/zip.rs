@@ -78,18 +78,37 @@ impl ZipNest {
         self.lhs_offset == 0 && self.lhs_is_dense()
     }
 
+    /// The number of innermost runs (the product of the outer collapsed dims).
+    pub fn runs(&self) -> usize {
+        self.shape[..self.ndim.saturating_sub(1)].iter().product()
+    }
+
     /// Call `f(lhs_base, rhs_base)` once per innermost run, in
     /// row-major output order. The bases are storage indices of the
     /// first element of the run; offsets advance by stride addition,
     /// never per-element index math. Must not be called when
     /// `ndim == 0` or when any dim is empty.
-    pub fn for_each_run(&self, mut f: impl FnMut(usize, usize)) {
+    pub fn for_each_run(&self, f: impl FnMut(usize, usize)) {
+        self.for_each_run_in(0, self.runs(), f);
+    }
+
+    /// [`for_each_run`](Self::for_each_run) over the `count` runs from run `first` on (row-major
+    /// run order): the starting bases come from one index decomposition, the rest by stride
+    /// addition. Parallel traversals give each task its own range of runs.
+    pub fn for_each_run_in(&self, first: usize, count: usize, mut f: impl FnMut(usize, usize)) {
         debug_assert!(self.ndim >= 1);
         let outer = self.ndim - 1;
         let mut idx = [0usize; ZIP_MAX_RANK];
         let mut lhs_base = self.lhs_offset as isize;
         let mut rhs_base = self.rhs_offset as isize;
-        loop {
+        let mut rest = first;
+        for d in (0..outer).rev() {
+            idx[d] = rest % self.shape[d];
+            rest /= self.shape[d];
+            lhs_base += idx[d] as isize * self.lhs_strides[d];
+            rhs_base += idx[d] as isize * self.rhs_strides[d];
+        }
+        for _ in 0..count {
             f(lhs_base as usize, rhs_base as usize);
             // Odometer over the outer dims, innermost-first. Each step
             // resets inner counters and adds the single delta to the
@@ -107,11 +126,30 @@ impl ZipNest {
                 lhs_base -= (self.shape[d] as isize) * self.lhs_strides[d];
                 rhs_base -= (self.shape[d] as isize) * self.rhs_strides[d];
             }
-            if d == 0 && idx[0] == 0 {
-                // Every dim rolled over back to 0; iteration is done.
-                break;
-            }
         }
+    }
+
+    /// Runs `f(first_run, count, out_chunk)` over consecutive ranges of whole runs, where
+    /// `out_chunk` is the part of a dense, row-major `out` (one element per output element)
+    /// those runs cover: across the rayon pool when the output is long enough, else at once.
+    fn for_each_run_chunk<T: Send>(
+        &self,
+        out: &mut [T],
+        f: impl Fn(usize, usize, &mut [T]) + Sync + Send,
+    ) {
+        let len = self.inner().0;
+        let runs = self.runs();
+        debug_assert_eq!(out.len(), runs * len);
+        #[cfg(feature = "rayon")]
+        if runs > 1 && out.len() >= crate::ops::ELEMENTWISE_PARALLEL_MIN {
+            use rayon::prelude::*;
+            let runs_per_task = (crate::ops::ELEMENTWISE_CHUNK / len.max(1)).max(1);
+            out.par_chunks_mut(runs_per_task * len)
+                .enumerate()
+                .for_each(|(t, chunk)| f(t * runs_per_task, chunk.len() / len, chunk));
+            return;
+        }
+        f(0, runs, out);
     }
 }
 
@@ -200,9 +238,10 @@ pub(crate) fn zip_map<L, R, Out, F>(
     op: F,
 ) -> Option<Vec<Out>>
 where
-    L: Copy,
-    R: Copy,
-    F: Fn(L, R) -> Out,
+    L: Copy + Sync,
+    R: Copy + Sync,
+    Out: Send,
+    F: Fn(L, R) -> Out + Sync + Send,
 {
     let numel = lhs_layout.num_elements();
     if numel == 0 {
@@ -217,32 +256,48 @@ where
         return Some(out);
     }
 
+    // Runs are written in row-major output order, so each range of runs owns one
+    // contiguous part of the output (written across the pool when long).
     let (len, l_st, r_st) = nest.inner();
-    match (l_st, r_st) {
-        (1, 1) => nest.for_each_run(|lb, rb| {
-            out.extend(
-                lhs[lb..lb + len]
-                    .iter()
-                    .zip(&rhs[rb..rb + len])
-                    .map(|(&a, &b)| op(a, b)),
-            );
-        }),
-        (1, 0) => nest.for_each_run(|lb, rb| {
-            let b = rhs[rb];
-            out.extend(lhs[lb..lb + len].iter().map(|&a| op(a, b)));
-        }),
-        (0, 1) => nest.for_each_run(|lb, rb| {
-            let a = lhs[lb];
-            out.extend(rhs[rb..rb + len].iter().map(|&b| op(a, b)));
-        }),
-        _ => nest.for_each_run(|lb, rb| {
-            out.extend(
-                (0..len).map(|i| op(lhs[lb + i * l_st as usize], rhs[rb + i * r_st as usize])),
-            );
-        }),
-    }
-    debug_assert_eq!(out.len(), numel);
+    nest.for_each_run_chunk(&mut out.spare_capacity_mut()[..numel], |first, count, chunk| {
+        let mut at = 0;
+        match (l_st, r_st) {
+            (1, 1) => nest.for_each_run_in(first, count, |lb, rb| {
+                let values = lhs[lb..lb + len].iter().zip(&rhs[rb..rb + len]);
+                fill(&mut chunk[at..at + len], values.map(|(&a, &b)| op(a, b)));
+                at += len;
+            }),
+            (1, 0) => nest.for_each_run_in(first, count, |lb, rb| {
+                let b = rhs[rb];
+                fill(&mut chunk[at..at + len], lhs[lb..lb + len].iter().map(|&a| op(a, b)));
+                at += len;
+            }),
+            (0, 1) => nest.for_each_run_in(first, count, |lb, rb| {
+                let a = lhs[lb];
+                fill(&mut chunk[at..at + len], rhs[rb..rb + len].iter().map(|&b| op(a, b)));
+                at += len;
+            }),
+            _ => nest.for_each_run_in(first, count, |lb, rb| {
+                let values =
+                    (0..len).map(|i| op(lhs[lb + i * l_st as usize], rhs[rb + i * r_st as usize]));
+                fill(&mut chunk[at..at + len], values);
+                at += len;
+            }),
+        }
+        debug_assert_eq!(at, chunk.len());
+    });
+    // SAFETY: the chunks cover `out[..numel]`, and the runs of each chunk cover the chunk
+    // (`runs · len` elements in all), each run's `len` elements written by `fill`.
+    unsafe { out.set_len(numel) };
     Some(out)
+}
+
+/// Writes `values` into the slots of one run (as many as there are slots).
+#[inline(always)]
+fn fill<T>(slots: &mut [core::mem::MaybeUninit<T>], values: impl Iterator<Item = T>) {
+    for (slot, v) in slots.iter_mut().zip(values) {
+        slot.write(v);
+    }
 }
 
 /// Apply `op` over a collapsed nest *in place*, writing the result back
@@ -262,9 +317,9 @@ where
 /// strided — and monomorphized per call site so LLVM autovectorizes it.
 pub(crate) fn zip_apply_inplace<D, S, F>(nest: &ZipNest, dst: &mut [D], src: &[S], op: F)
 where
-    D: Copy,
-    S: Copy,
-    F: Fn(D, S) -> D,
+    D: Copy + Send,
+    S: Copy + Sync,
+    F: Fn(D, S) -> D + Sync + Send,
 {
     debug_assert!(
         nest.lhs_is_dense(),
@@ -282,24 +337,33 @@ where
 
     let (len, l_st, r_st) = nest.inner();
     debug_assert_eq!(l_st, 1, "dense destination implies a contiguous inner run");
-    match r_st {
-        1 => nest.for_each_run(|lb, rb| {
-            for (d, &s) in dst[lb..lb + len].iter_mut().zip(&src[rb..rb + len]) {
-                *d = op(*d, s);
-            }
-        }),
-        0 => nest.for_each_run(|lb, rb| {
-            let s = src[rb];
-            for d in dst[lb..lb + len].iter_mut() {
-                *d = op(*d, s);
-            }
-        }),
-        _ => nest.for_each_run(|lb, rb| {
-            for (i, d) in dst[lb..lb + len].iter_mut().enumerate() {
-                *d = op(*d, src[rb + i * r_st as usize]);
-            }
-        }),
-    }
+    // The destination is dense, so each range of runs owns one contiguous part of it (updated
+    // across the pool when long).
+    let start = nest.lhs_offset;
+    let total = nest.runs() * len;
+    nest.for_each_run_chunk(&mut dst[start..start + total], |first, count, chunk| {
+        let base = start + first * len;
+        match r_st {
+            1 => nest.for_each_run_in(first, count, |lb, rb| {
+                let run = &mut chunk[lb - base..lb - base + len];
+                for (d, &s) in run.iter_mut().zip(&src[rb..rb + len]) {
+                    *d = op(*d, s);
+                }
+            }),
+            0 => nest.for_each_run_in(first, count, |lb, rb| {
+                let s = src[rb];
+                for d in chunk[lb - base..lb - base + len].iter_mut() {
+                    *d = op(*d, s);
+                }
+            }),
+            _ => nest.for_each_run_in(first, count, |lb, rb| {
+                let run = &mut chunk[lb - base..lb - base + len];
+                for (i, d) in run.iter_mut().enumerate() {
+                    *d = op(*d, src[rb + i * r_st as usize]);
+                }
+            }),
+        }
+    });
 }
 
 // ============================================================================
@@ -684,12 +748,12 @@ mod tests {
 
     /// Run `zip_apply_inplace` over `dst`, given that `dst_layout` is
     /// the dense side. Returns `None` if the nest declines the pair.
-    fn apply_inplace<E: Copy>(
+    fn apply_inplace<E: Copy + Send + Sync>(
         dst: &mut [E],
         dst_layout: &Layout,
         src: &[E],
         src_layout: &Layout,
-        op: impl Fn(E, E) -> E,
+        op: impl Fn(E, E) -> E + Sync + Send,
     ) -> Option<()> {
         let nest = collapse_for_zip(dst_layout, src_layout)?;
         if !nest.lhs_is_dense_from_zero() {
@@ -787,6 +851,43 @@ mod tests {
         let mut got = dst.clone();
         apply_inplace(&mut got, &dst_layout, &src, &src_layout, |d, s| d + s).unwrap();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn test_parallel_traversals_match_the_reference_past_the_threshold() {
+        // Past `ELEMENTWISE_PARALLEL_MIN` both traversals split the runs across the pool;
+        // chunk boundaries fall inside the outer dims, where the run bases are decomposed.
+        let (s, n) = (173usize, 211usize);
+        let full = [2usize, s, n];
+        let numel = 2 * s * n;
+        assert!(numel > crate::ops::ELEMENTWISE_PARALLEL_MIN);
+        let dense: Vec<f32> = (0..numel).map(|i| (i % 1013) as f32 * 0.25 - 7.0).collect();
+        let dense_layout = Layout::contiguous(Shape::from(full.to_vec()));
+        for (bshape, belems) in [(vec![1, s, 1], s), (vec![2, 1, n], 2 * n), (vec![1, s, n], s * n)] {
+            let bdata: Vec<f32> = (0..belems).map(|i| i as f32 - 3.0).collect();
+            let blayout = broadcast_layout(&bshape, &full);
+            let want = reference(&dense, &dense_layout, &bdata, &blayout, |a, b| a - b);
+            let got = zip_map(&dense, &dense_layout, &bdata, &blayout, |a, b| a - b).unwrap();
+            assert_eq!(got, want, "zip_map {bshape:?}");
+            let mut got = dense.clone();
+            apply_inplace(&mut got, &dense_layout, &bdata, &blayout, |d, s| d - s).unwrap();
+            assert_eq!(got, want, "zip_apply_inplace {bshape:?}");
+        }
+        // A transposed source (general strides) and a view with an offset.
+        let t = Layout::contiguous(Shape::from(vec![n, s])).transpose(0, 1);
+        let d = Layout::contiguous(Shape::from(vec![s, n]));
+        let src: Vec<f32> = (0..s * n).map(|i| i as f32).collect();
+        let want = reference(&dense, &d, &src, &t, |a, b| a * 2.0 + b);
+        let got = zip_map(&dense, &d, &src, &t, |a, b| a * 2.0 + b).unwrap();
+        assert_eq!(got, want, "transposed rhs");
+        let mut got = dense[..s * n].to_vec();
+        apply_inplace(&mut got, &d, &src, &t, |a, b| a * 2.0 + b).unwrap();
+        assert_eq!(got, want, "transposed source in place");
+        let view = Layout::contiguous(Shape::from(full.to_vec())).narrow(0, 1, 1);
+        let first = Layout::contiguous(Shape::from(vec![1, s, n]));
+        let want = reference(&dense, &view, &dense, &first, |a, b| a / (b.abs() + 1.0));
+        let got = zip_map(&dense, &view, &dense, &first, |a, b| a / (b.abs() + 1.0)).unwrap();
+        assert_eq!(got, want, "offset view");
     }
 
     #[test]

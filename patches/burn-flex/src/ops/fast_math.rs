@@ -21,10 +21,6 @@ use burn_std::Bytes;
 
 use crate::{FlexTensor, Layout};
 
-/// Tensors shorter than this run on the calling thread.
-const PARALLEL_MIN: usize = 1 << 15;
-/// Elements per parallel task.
-const CHUNK: usize = 1 << 13;
 
 /// `e^x` for `f32`: Cephes' `expf` polynomial after `x = n·ln2 + r`, branch-free.
 #[inline(always)]
@@ -107,17 +103,7 @@ pub fn gelu_backward_f32(x: f32, grad: f32) -> f32 {
     grad * (cdf + x * pdf)
 }
 
-fn for_chunks(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    #[cfg(feature = "rayon")]
-    if out.len() >= PARALLEL_MIN {
-        use rayon::prelude::*;
-        out.par_chunks_mut(CHUNK)
-            .enumerate()
-            .for_each(|(i, chunk)| f(i * CHUNK, chunk));
-        return;
-    }
-    f(0, out);
-}
+use super::for_each_chunk_mut as for_chunks;
 
 /// The elements of a contiguous `f32` tensor, or `None` for any other tensor.
 fn contiguous_f32(tensor: &FlexTensor) -> Option<&[f32]> {
@@ -140,14 +126,7 @@ fn output(tensor: &FlexTensor, data: Vec<f32>) -> FlexTensor {
 /// (the caller's general path handles them).
 pub fn map_f32(tensor: &FlexTensor, f: impl Fn(f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
     let src = contiguous_f32(tensor)?;
-    let mut out = vec![0.0_f32; src.len()];
-    for_chunks(&mut out, |start, chunk| {
-        let end = start + chunk.len();
-        for (o, &x) in chunk.iter_mut().zip(&src[start..end]) {
-            *o = f(x);
-        }
-    });
-    Some(output(tensor, out))
+    Some(output(tensor, super::par_map(src, f)))
 }
 
 /// `f` of every pair of elements of two contiguous `f32` tensors of one shape, in parallel;
@@ -161,14 +140,7 @@ pub fn zip_map_f32(
         return None;
     }
     let (xa, xb) = (contiguous_f32(a)?, contiguous_f32(b)?);
-    let mut out = vec![0.0_f32; xa.len()];
-    for_chunks(&mut out, |start, chunk| {
-        let end = start + chunk.len();
-        for ((o, &x), &y) in chunk.iter_mut().zip(&xa[start..end]).zip(&xb[start..end]) {
-            *o = f(x, y);
-        }
-    });
-    Some(output(a, out))
+    Some(output(a, super::par_zip_map(xa, xb, f)))
 }
 
 /// SplitMix64's output for counter `i` under `key`.

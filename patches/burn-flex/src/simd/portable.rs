@@ -8,10 +8,12 @@ use macerator::{Scalar, Simd, VBitAnd, VBitOr, VBitXor, vload_unaligned, vstore_
 #[cfg(feature = "rayon")]
 use rayon::prelude::*;
 
-/// Threshold for parallel execution (elements).
-/// For memory-bound operations, parallelism helps when data exceeds L3 cache.
+/// Threshold for parallel execution (elements): the element-wise one of `ops`. (It was 4M
+/// elements, on the idea that memory-bound passes gain only beyond the last-level cache; a
+/// transformer's training step is made of 0.5-3M-element passes, which then all ran on one
+/// thread while the others waited.)
 #[cfg(feature = "rayon")]
-const PARALLEL_THRESHOLD: usize = 4 * 1024 * 1024;
+const PARALLEL_THRESHOLD: usize = crate::ops::ELEMENTWISE_PARALLEL_MIN;
 
 #[cfg(feature = "rayon")]
 const CHUNK_SIZE: usize = 4096;
