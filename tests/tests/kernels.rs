@@ -1,8 +1,10 @@
 //! The element-wise kernels training leans on, on every backend, against closed forms computed
 //! in `f64` here: `erf`, `exp`, GELU and its gradient (the exact, erf form transformers uses),
 //! sigmoid, and dropout's Bernoulli masks (their rate, and their reproducibility under a seed).
-//! Products with a block-quantized weight, against the expanded weight. On `flex` these are
-//! lora-burn's kernels (`patches/burn-flex`).
+//! Products with a block-quantized weight, against the expanded weight. Softmax and layer norm
+//! with their gradients, against finite differences. On `flex` these are lora-burn's kernels
+//! (`patches/burn-flex`); the softmax and layer-norm backward passes are lora-burn's on every
+//! backend (`patches/burn-autodiff`).
 
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
@@ -120,4 +122,91 @@ lora_core::backend_test!(fn quantized_products_equal_the_products_of_the_expande
             assert!(worst < 1e-5, "{dtype}, {m} rows: error {worst}");
         }
     }
+});
+
+// Softmax and layer norm forward and backward (one tracked operation each on autodiff; see
+// `patches/burn-autodiff/src/ops/normalize.rs`) against `f64` central finite differences of
+// their definitions, for the loss `Σ w ⊙ f(x)` with fixed random weights `w`.
+lora_core::backend_test!(fn softmax_and_layer_norm_gradients_match_finite_differences(device) {
+    let (rows, width) = (6usize, 7usize);
+    let shape = [2, 3, width];
+    let n = rows * width;
+    let xs: Vec<f64> = (0..n).map(|i| ((i * 37 % 23) as f64 - 11.0) * 0.31).collect();
+    let ws: Vec<f64> = (0..n).map(|i| ((i * 53 % 19) as f64 - 9.0) * 0.17).collect();
+    let gamma: Vec<f64> = (0..width).map(|j| 0.5 + j as f64 * 0.25).collect();
+    let beta: Vec<f64> = (0..width).map(|j| j as f64 * 0.1 - 0.3).collect();
+    let eps = 1e-5;
+    let softmax64 = |x: &[f64]| -> Vec<f64> {
+        x.chunks(width)
+            .flat_map(|row| {
+                let m = row.iter().cloned().fold(f64::MIN, f64::max);
+                let e: Vec<f64> = row.iter().map(|v| (v - m).exp()).collect();
+                let s: f64 = e.iter().sum();
+                e.into_iter().map(move |v| v / s)
+            })
+            .collect()
+    };
+    let layer_norm64 = |x: &[f64], g: &[f64], b: &[f64]| -> Vec<f64> {
+        x.chunks(width)
+            .flat_map(|row| {
+                let mean = row.iter().sum::<f64>() / width as f64;
+                let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / width as f64;
+                let r = 1.0 / (var + eps).sqrt();
+                row.iter()
+                    .enumerate()
+                    .map(move |(j, v)| (v - mean) * r * g[j] + b[j])
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let loss = |y: Vec<f64>| y.iter().zip(&ws).map(|(a, b)| a * b).sum::<f64>();
+    let numeric = |values: &[f64], f: &dyn Fn(&[f64]) -> f64| -> Vec<f64> {
+        let h = 1e-6;
+        (0..values.len())
+            .map(|i| {
+                let (mut up, mut down) = (values.to_vec(), values.to_vec());
+                up[i] += h;
+                down[i] -= h;
+                (f(&up) - f(&down)) / (2.0 * h)
+            })
+            .collect()
+    };
+    let close = |what: &str, ours: Vec<f32>, want: &[f64]| {
+        let worst = ours
+            .iter()
+            .zip(want)
+            .map(|(&a, &b)| (a as f64 - b).abs() / b.abs().max(1.0))
+            .fold(0.0, f64::max);
+        assert!(worst < 2e-4, "{what}: error {worst}");
+    };
+
+    let ad = device.clone().autodiff();
+    let tensor = |v: &[f64], dims: Vec<usize>| {
+        let v: Vec<f32> = v.iter().map(|&a| a as f32).collect();
+        Tensor::<3>::from_data(TensorData::new(v, dims), &ad)
+    };
+    let vector = |v: &[f64]| {
+        let v: Vec<f32> = v.iter().map(|&a| a as f32).collect();
+        Tensor::<1>::from_data(TensorData::new(v, [width]), &ad).require_grad()
+    };
+    let w = tensor(&ws, shape.to_vec());
+
+    let x = tensor(&xs, shape.to_vec()).require_grad();
+    let y = burn::tensor::activation::softmax(x.clone(), 2);
+    close("softmax", host(y.clone()), &softmax64(&xs));
+    let grads = (y * w.clone()).sum().backward();
+    let want = numeric(&xs, &|v| loss(softmax64(v)));
+    close("softmax gradient", host(x.grad(&grads).unwrap()), &want);
+
+    let x = tensor(&xs, shape.to_vec()).require_grad();
+    let (g, b) = (vector(&gamma), vector(&beta));
+    let y = burn::tensor::module::layer_norm(x.clone(), g.clone(), Some(b.clone()), eps);
+    close("layer norm", host(y.clone()), &layer_norm64(&xs, &gamma, &beta));
+    let grads = (y * w).sum().backward();
+    let want = numeric(&xs, &|v| loss(layer_norm64(v, &gamma, &beta)));
+    close("layer norm, input gradient", host(x.grad(&grads).unwrap()), &want);
+    let want = numeric(&gamma, &|v| loss(layer_norm64(&xs, v, &beta)));
+    close("layer norm, scale gradient", host(g.grad(&grads).unwrap()), &want);
+    let want = numeric(&beta, &|v| loss(layer_norm64(&xs, &gamma, v)));
+    close("layer norm, shift gradient", host(b.grad(&grads).unwrap()), &want);
 });

@@ -14,6 +14,11 @@ use crate::{
 use burn_backend::{Backend, ops::ActivationOps, tensor::FloatTensor};
 
 impl<B: Backend, C: CheckpointStrategy> ActivationOps<Autodiff<B, C>> for Autodiff<B, C> {
+    fn softmax(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
+        // lora-burn's patch: one tracked operation instead of five (see ops/normalize.rs).
+        super::normalize::softmax::<B, C>(tensor, dim)
+    }
+
     fn gelu(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct Gelu;

@@ -6,6 +6,7 @@ mod distributed;
 mod int_tensor;
 pub(crate) mod frozen_matmul;
 mod module;
+pub(crate) mod normalize;
 mod qtensor;
 mod tensor;
 mod transaction;

@@ -157,6 +157,16 @@ impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B
         panic!("Can't differentiate embedding backward.");
     }
 
+    fn layer_norm(
+        tensor: AutodiffTensor<B>,
+        gamma: AutodiffTensor<B>,
+        beta: Option<AutodiffTensor<B>>,
+        epsilon: f64,
+    ) -> AutodiffTensor<B> {
+        // lora-burn's patch: one tracked operation instead of nine (see ops/normalize.rs).
+        super::normalize::layer_norm::<B, C>(tensor, gamma, beta, epsilon)
+    }
+
     fn linear(
         x: AutodiffTensor<B>,
         weight: AutodiffTensor<B>,
