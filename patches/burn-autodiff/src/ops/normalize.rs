@@ -12,7 +12,7 @@
 //!   `dx = r·(ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂))` with `ĝ = g ⊙ γ`, and `dγ = Σ_rows g ⊙ x̂`
 //!   (a shift `β` is added afterwards as a tracked broadcast sum, which gives `dβ`).
 
-use burn_backend::{Backend, Shape, TensorMetadata};
+use burn_backend::{Backend, Shape, TensorMetadata, ops::FloatTensorOps};
 
 use crate::{
     Autodiff,
@@ -142,7 +142,6 @@ pub(crate) fn layer_norm<B: Backend, C: CheckpointStrategy>(
     };
     match beta {
         Some(beta) => {
-            use burn_backend::ops::FloatTensorOps;
             let rank = normed.shape().num_dims();
             let width = beta.shape()[0];
             let mut dims = alloc::vec![1; rank];

@@ -19,6 +19,7 @@ use alloc::vec::Vec;
 use burn_backend::DType;
 use burn_std::Bytes;
 
+use super::for_each_chunk_mut;
 use crate::{FlexTensor, Layout};
 
 
@@ -103,7 +104,6 @@ pub fn gelu_backward_f32(x: f32, grad: f32) -> f32 {
     grad * (cdf + x * pdf)
 }
 
-use super::for_each_chunk_mut as for_chunks;
 
 /// The elements of a contiguous `f32` tensor, or `None` for any other tensor.
 fn contiguous_f32(tensor: &FlexTensor) -> Option<&[f32]> {
@@ -157,7 +157,7 @@ pub fn bernoulli_f32(n: usize, p: f64, key: u64) -> Vec<f32> {
     // Compare 24 random bits with p · 2^24: exact for every p an f32 mask can express.
     let threshold = (p.clamp(0.0, 1.0) * (1u64 << 24) as f64).round() as u64;
     let mut out = vec![0.0_f32; n];
-    for_chunks(&mut out, |start, chunk| {
+    for_each_chunk_mut(&mut out, |start, chunk| {
         for (j, o) in chunk.iter_mut().enumerate() {
             let bits = splitmix(key, (start + j) as u64) >> 40;
             *o = if bits < threshold { 1.0 } else { 0.0 };

@@ -101,8 +101,7 @@ where
     // Iterate in storage order (contiguous) and preserve original layout.
     // Only valid when all strides are positive.
     if !has_negative_strides && layout.start_offset() == 0 && src.len() == n {
-        let result: Vec<E> = src.iter().map(|&x| op(x)).collect();
-        let bytes = Bytes::from_elems(result);
+        let bytes = Bytes::from_elems(super::par_map(src, &op));
         return FlexTensor::new(bytes, layout, E::dtype());
     }
 
