@@ -1,10 +1,10 @@
 //! The element-wise kernels training leans on, on every backend, against closed forms computed
 //! in `f64` here: `erf`, `exp`, GELU and its gradient (the exact, erf form transformers uses),
 //! sigmoid, and dropout's Bernoulli masks (their rate, and their reproducibility under a seed).
-//! Products with a block-quantized weight, against the expanded weight. Softmax and layer norm
-//! with their gradients, against finite differences. On `flex` these are lora-burn's kernels
-//! (`patches/burn-flex`); the softmax and layer-norm backward passes are lora-burn's on every
-//! backend (`patches/burn-autodiff`).
+//! Products with a block-quantized weight, against the expanded weight. Softmax, log-softmax
+//! and layer norm with their gradients, against finite differences. On `flex` these are
+//! lora-burn's kernels (`patches/burn-flex`); the softmax, log-softmax and layer-norm backward
+//! passes are lora-burn's on every backend (`patches/burn-autodiff`).
 
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
@@ -124,10 +124,10 @@ lora_core::backend_test!(fn quantized_products_equal_the_products_of_the_expande
     }
 });
 
-// Softmax and layer norm forward and backward (one tracked operation each on autodiff; see
-// `patches/burn-autodiff/src/ops/normalize.rs`) against `f64` central finite differences of
+// Softmax, log-softmax and layer norm forward and backward (one tracked operation each on
+// autodiff; see `patches/burn-autodiff/src/ops/normalize.rs`) against `f64` central finite differences of
 // their definitions, for the loss `Σ w ⊙ f(x)` with fixed random weights `w`.
-lora_core::backend_test!(fn softmax_and_layer_norm_gradients_match_finite_differences(device) {
+lora_core::backend_test!(fn softmax_log_softmax_and_layer_norm_gradients_match_finite_differences(device) {
     let (rows, width) = (6usize, 7usize);
     let shape = [2, 3, width];
     let n = rows * width;
@@ -197,6 +197,49 @@ lora_core::backend_test!(fn softmax_and_layer_norm_gradients_match_finite_differ
     let grads = (y * w.clone()).sum().backward();
     let want = numeric(&xs, &|v| loss(softmax64(v)));
     close("softmax gradient", host(x.grad(&grads).unwrap()), &want);
+
+    let log_softmax64 = |x: &[f64]| -> Vec<f64> { softmax64(x).into_iter().map(f64::ln).collect() };
+    let x = tensor(&xs, shape.to_vec()).require_grad();
+    let y = burn::tensor::activation::log_softmax(x.clone(), 2);
+    close("log-softmax", host(y.clone()), &log_softmax64(&xs));
+    let grads = (y * w.clone()).sum().backward();
+    let want = numeric(&xs, &|v| loss(log_softmax64(v)));
+    close("log-softmax gradient", host(x.grad(&grads).unwrap()), &want);
+    // Along a middle axis (the backends' fused kernels work on the last one).
+    let x = tensor(&xs, shape.to_vec()).require_grad();
+    let y = burn::tensor::activation::log_softmax(x.clone(), 1);
+    let moved = |v: &[f64]| -> Vec<f64> {
+        // [2, 3, w] → [2, w, 3], so that axis 1 becomes the last.
+        (0..2)
+            .flat_map(|a| (0..width).flat_map(move |c| (0..3).map(move |b| (a, b, c))))
+            .map(|(a, b, c)| v[(a * 3 + b) * width + c])
+            .collect()
+    };
+    let back = |v: Vec<f64>| -> Vec<f64> {
+        let mut out = vec![0.0; v.len()];
+        for (i, (a, b, c)) in (0..2)
+            .flat_map(|a| (0..width).flat_map(move |c| (0..3).map(move |b| (a, b, c))))
+            .enumerate()
+        {
+            out[(a * 3 + b) * width + c] = v[i];
+        }
+        out
+    };
+    let by_axis1 = |v: &[f64]| -> Vec<f64> {
+        let rows: Vec<f64> = moved(v)
+            .chunks(3)
+            .flat_map(|row| {
+                let m = row.iter().cloned().fold(f64::MIN, f64::max);
+                let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+                row.iter().map(move |v| v - lse).collect::<Vec<_>>()
+            })
+            .collect();
+        back(rows)
+    };
+    close("log-softmax, axis 1", host(y.clone()), &by_axis1(&xs));
+    let grads = (y * w.clone()).sum().backward();
+    let want = numeric(&xs, &|v| loss(by_axis1(v)));
+    close("log-softmax gradient, axis 1", host(x.grad(&grads).unwrap()), &want);
 
     let x = tensor(&xs, shape.to_vec()).require_grad();
     let (g, b) = (vector(&gamma), vector(&beta));

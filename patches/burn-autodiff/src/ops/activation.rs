@@ -19,6 +19,11 @@ impl<B: Backend, C: CheckpointStrategy> ActivationOps<Autodiff<B, C>> for Autodi
         super::normalize::softmax::<B, C>(tensor, dim)
     }
 
+    fn log_softmax(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
+        // lora-burn's patch: one tracked operation instead of six (see ops/normalize.rs).
+        super::normalize::log_softmax::<B, C>(tensor, dim)
+    }
+
     fn gelu(tensor: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct Gelu;

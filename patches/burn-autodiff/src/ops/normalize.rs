@@ -1,4 +1,4 @@
-//! Softmax and layer normalisation as single tracked operations. (Added by lora-burn's patch;
+//! Softmax, log-softmax and layer normalisation as single tracked operations. (Added by lora-burn's patch;
 //! see the repository's `patches/README.md`.)
 //!
 //! Without these, autodiff runs both through their default definitions, composed of tracked
@@ -8,6 +8,9 @@
 //! the saved input and applies the closed-form gradient:
 //!
 //! - softmax `y`: `dx = y ⊙ g − y ⊙ Σ(y ⊙ g)`;
+//! - log-softmax `y = x − ln Σ e^x`: `dx = g − e^y ⊙ Σ g` (the output is kept instead of the
+//!   input: a language model's logits can then be freed after the loss is taken, and the
+//!   backward pass needs one `exp` instead of a second log-softmax);
 //! - layer norm `y = x̂ ⊙ γ` with `x̂ = (x − μ)·r`, `r = 1/√(σ² + ε)`:
 //!   `dx = r·(ĝ − mean(ĝ) − x̂ ⊙ mean(ĝ ⊙ x̂))` with `ĝ = g ⊙ γ`, and `dγ = Σ_rows g ⊙ x̂`
 //!   (a shift `β` is added afterwards as a tracked broadcast sum, which gives `dβ`).
@@ -61,6 +64,44 @@ pub(crate) fn softmax<B: Backend, C: CheckpointStrategy>(
             prep.finish(state, B::softmax(tensor.primitive, dim))
         }
         OpsKind::UnTracked(prep) => prep.finish(B::softmax(tensor.primitive, dim)),
+    }
+}
+
+/// `log_softmax(x)` along `dim`, tracked as one operation.
+pub(crate) fn log_softmax<B: Backend, C: CheckpointStrategy>(
+    tensor: AutodiffTensor<B>,
+    dim: usize,
+) -> AutodiffTensor<B> {
+    #[derive(Debug)]
+    struct LogSoftmax;
+
+    impl<B: Backend> Backward<B, 1> for LogSoftmax {
+        type State = (B::FloatTensorPrimitive, usize);
+
+        fn backward(
+            self,
+            ops: Ops<Self::State, 1>,
+            grads: &mut Gradients,
+            _checkpointer: &mut Checkpointer,
+        ) {
+            let (output, dim) = ops.state;
+            unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                let sum = B::float_sum_dim(grad.clone(), dim);
+                B::float_sub(grad, B::float_mul(B::float_exp(output), sum))
+            });
+        }
+    }
+
+    match LogSoftmax
+        .prepare::<C>([tensor.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let output = B::log_softmax(tensor.primitive, dim);
+            prep.finish((output.clone(), dim), output)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(B::log_softmax(tensor.primitive, dim)),
     }
 }
 

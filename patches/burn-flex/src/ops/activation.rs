@@ -181,6 +181,10 @@ impl ActivationOps<Flex> for Flex {
     fn softmax(tensor: FloatTensor<Flex>, dim: usize) -> FloatTensor<Flex> {
         softmax(tensor, dim)
     }
+
+    fn log_softmax(tensor: FloatTensor<Flex>, dim: usize) -> FloatTensor<Flex> {
+        log_softmax(tensor, dim)
+    }
 }
 
 #[inline]
@@ -272,7 +276,8 @@ fn softmax_last_f32(tensor: FlexTensor) -> FlexTensor {
     // signature. The memset is a streaming write on a bandwidth-bound
     // kernel, so the overhead is small (~10% at the largest bench shape)
     // and the fused path remains well ahead of decomposed and candle.
-    let mut output: Vec<f32> = vec![0.0; n];
+    // lora-burn's patch: zeroed on every core (a `vec!` of reused memory is one serial memset).
+    let mut output: Vec<f32> = super::par_zeroed(n);
     let out_slice = output.as_mut_slice();
 
     // Row-parallel via rayon: one macerator dispatch per chunk of rows,
@@ -345,12 +350,7 @@ fn softmax_row_f32_scalar(input: &[f32], output: &mut [f32]) {
             max_val = x;
         }
     }
-    let mut sum = 0.0f32;
-    for (i, &x) in input.iter().enumerate() {
-        let e = (x - max_val).exp();
-        output[i] = e;
-        sum += e;
-    }
+    let sum = super::fast_math::exp_shifted_f32(input, max_val, output);
     let inv = 1.0f32 / sum;
     for x in output.iter_mut() {
         *x *= inv;
@@ -389,15 +389,10 @@ fn softmax_row_f32_simd<S: macerator::Simd>(input: &[f32], output: &mut [f32]) {
     }
 
     // Pass 2: compute exp(x - max), store in output, accumulate sum.
-    // Scalar exp (no SIMD exp in macerator). This pass is the one that
-    // actually does memory reads + writes on the whole row, so scalar
-    // here still lands us at memory bandwidth.
-    let mut sum = 0.0f32;
-    for idx in 0..len {
-        let e = (input[idx] - max_val).exp();
-        output[idx] = e;
-        sum += e;
-    }
+    // lora-burn's patch: the branch-free `exp` of `fast_math` (vectorised) instead of
+    // scalar libm `expf`, which also takes a slow path (errno) for every masked
+    // (-1e9) score that underflows.
+    let sum = super::fast_math::exp_shifted_f32(input, max_val, output);
 
     // Pass 3: normalize.
     // SIMD splat + multiply, scalar tail.
@@ -414,6 +409,92 @@ fn softmax_row_f32_simd<S: macerator::Simd>(input: &[f32], output: &mut [f32]) {
     for x in &mut output[i..] {
         *x *= inv;
     }
+}
+
+// ============================================================================
+// Fused log-softmax (lora-burn's patch)
+// ============================================================================
+//
+// Backs the `ActivationOps::log_softmax` hook, replacing the default six-op
+// decomposition (`max_dim`/`sub`/`exp`/`sum_dim`/`log`/`sub`, five full passes and
+// four full-size temporaries). A language model's loss takes the log-softmax of
+// every position over the whole vocabulary (SmolLM2: 49,152 classes), so these
+// passes are the largest element-wise work of its training step.
+
+/// Elements per parallel log-softmax task (whole rows, at least one).
+const LOG_SOFTMAX_TASK: usize = 1 << 14;
+
+/// Fused log-softmax along `dim`: `x − max − ln Σ e^(x − max)` per row, two reads and one
+/// write of the row, rows in parallel. `f32` only; other dtypes take Burn's composition.
+pub fn log_softmax(tensor: FloatTensor<Flex>, dim: usize) -> FloatTensor<Flex> {
+    let rank = tensor.shape().num_dims();
+    assert!(
+        dim < rank,
+        "log_softmax dim {} out of range for rank {}",
+        dim,
+        rank
+    );
+    if tensor.dtype() != DType::F32 {
+        // Burn's default definition (`ActivationOps::log_softmax`).
+        let max = Flex::float_max_dim(tensor.clone(), dim);
+        let shifted = Flex::float_sub(tensor, max);
+        let sum = Flex::float_sum_dim(Flex::float_exp(shifted.clone()), dim);
+        return Flex::float_sub(shifted, Flex::float_log(sum));
+    }
+    if dim != rank - 1 {
+        let swapped = Flex::float_swap_dims(tensor, dim, rank - 1);
+        let out = log_softmax_last_f32(swapped.to_contiguous());
+        return Flex::float_swap_dims(out, dim, rank - 1);
+    }
+    log_softmax_last_f32(tensor.to_contiguous())
+}
+
+/// Log-softmax of each row of `last` values of `input` into `output`.
+#[inline(always)]
+fn log_softmax_rows_f32(input: &[f32], output: &mut [f32], last: usize) {
+    use super::fast_math::{exp_shifted_f32, max_f32};
+    for (x, y) in input.chunks_exact(last).zip(output.chunks_exact_mut(last)) {
+        let max = max_f32(x);
+        let lse = max + exp_shifted_f32(x, max, y).ln();
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = x - lse;
+        }
+    }
+}
+
+fn log_softmax_last_f32(tensor: FlexTensor) -> FlexTensor {
+    let shape = tensor.layout().shape().clone();
+    let last = *shape.last().expect("log_softmax: empty shape");
+    if last == 0 {
+        return tensor;
+    }
+    let input: &[f32] = tensor.storage();
+    let mut output: Vec<f32> = super::par_zeroed(input.len());
+    let task = (LOG_SOFTMAX_TASK / last).max(1) * last;
+    let rows = |i: &[f32], o: &mut [f32]| {
+        super::fast_math::vectorized(
+            #[inline(always)]
+            || log_softmax_rows_f32(i, o, last),
+        )
+    };
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        output
+            .par_chunks_mut(task)
+            .zip(input.par_chunks(task))
+            .for_each(|(o, i)| rows(i, o));
+    }
+    #[cfg(not(feature = "rayon"))]
+    {
+        let _ = task;
+        rows(input, &mut output);
+    }
+    FlexTensor::new(
+        Bytes::from_elems(output),
+        Layout::contiguous(shape),
+        DType::F32,
+    )
 }
 
 // f64, f16, bf16 softmax share the same row-parallel dispatcher shell and
@@ -1227,6 +1308,62 @@ mod tests {
         let fused = crate::ops::activation::softmax(flex_f32(data, &[1, 32]), 1);
         fused.into_data().assert_approx_eq::<f32>(
             &TensorData::new(expected, vec![1, 32]),
+            Tolerance::absolute(1e-5),
+        );
+    }
+
+    /// `x − ln Σ e^x` per row, in `f64`.
+    fn log_softmax_last_ref(data: &[f32], row_len: usize) -> Vec<f32> {
+        data.chunks(row_len)
+            .flat_map(|row| {
+                let max = row
+                    .iter()
+                    .map(|&v| v as f64)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let lse = max
+                    + row
+                        .iter()
+                        .map(|&v| (v as f64 - max).exp())
+                        .sum::<f64>()
+                        .ln();
+                row.iter().map(move |&v| (v as f64 - lse) as f32)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn test_log_softmax_long_rows_masks_and_other_axes() {
+        // Rows longer than one parallel task (a vocabulary), some scores masked to -1e9.
+        let (rows, width) = (3, 40_000);
+        let data: Vec<f32> = (0..rows * width)
+            .map(|i| {
+                if i % 977 == 5 {
+                    -1.0e9
+                } else {
+                    ((i * 7919) % 2_003) as f32 * 0.01 - 10.0
+                }
+            })
+            .collect();
+        let expected = log_softmax_last_ref(&data, width);
+        let fused = crate::ops::activation::log_softmax(flex_f32(data.clone(), &[rows, width]), 1);
+        fused.into_data().assert_approx_eq::<f32>(
+            &TensorData::new(expected, vec![rows, width]),
+            Tolerance::absolute(2e-5),
+        );
+        // Along the first axis of a [width, rows] view: the transposed rows.
+        let short: Vec<f32> = (0..6 * 5).map(|i| (i % 7) as f32 * 0.3 - 1.0).collect();
+        let transposed: Vec<f32> = (0..5)
+            .flat_map(|c| (0..6).map(move |r| (r, c)))
+            .map(|(r, c)| short[r * 5 + c])
+            .collect();
+        let by_rows = log_softmax_last_ref(&transposed, 6);
+        let expected: Vec<f32> = (0..6)
+            .flat_map(|r| (0..5).map(move |c| (r, c)))
+            .map(|(r, c)| by_rows[c * 6 + r])
+            .collect();
+        let fused = crate::ops::activation::log_softmax(flex_f32(short, &[6, 5]), 0);
+        fused.into_data().assert_approx_eq::<f32>(
+            &TensorData::new(expected, vec![6, 5]),
             Tolerance::absolute(1e-5),
         );
     }

@@ -22,6 +22,24 @@ use burn_std::Bytes;
 use super::for_each_chunk_mut;
 use crate::{FlexTensor, Layout};
 
+/// Runs `f` compiled for AVX2 and FMA where the CPU has them (checked at run time), else as
+/// built. The crate is built for the baseline `x86-64` (SSE2), where the loops of these
+/// kernels vectorise four lanes wide at best; inside `f`, inlined into the AVX2 function,
+/// they vectorise eight wide. Results do not depend on the path: no operation here is
+/// contracted into a fused multiply-add, and the lanes of every reduction are explicit.
+#[inline(always)]
+pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        // SAFETY: the CPU has AVX2 and FMA, checked just above.
+        return unsafe { avx2(f) };
+    }
+    f()
+}
 
 /// `e^x` for `f32`: Cephes' `expf` polynomial after `x = n·ln2 + r`, branch-free.
 #[inline(always)]
@@ -35,7 +53,12 @@ pub fn exp_f32(x: f32) -> f32 {
     const HI: f32 = 88.722_83;
     let input = x;
     let x = x.clamp(LO, HI);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    // `t` is `n + 1.5·2^23` exactly (ulp 1 in [2^23, 2^24)), so its bits minus ROUND's are
+    // the integer `n` itself: no float-to-int conversion, which Rust saturates and which
+    // therefore does not vectorise.
+    let t = x * LOG2E + ROUND;
+    let n_bits = t.to_bits() as i32 - ROUND.to_bits() as i32;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4_f32;
     p = p * r + 1.398_199_9e-3;
@@ -46,7 +69,7 @@ pub fn exp_f32(x: f32) -> f32 {
     let y = p * r * r + r + 1.0;
     // 2^n by building the exponent bits; n lies in [-126, 128] after the clamp, and 2^128 is
     // split so that the largest inputs still give a finite result.
-    let n = n as i32;
+    let n = n_bits;
     let half = n >> 1;
     let scale_a = f32::from_bits(((half + 127) as u32) << 23);
     let scale_b = f32::from_bits(((n - half + 127) as u32) << 23);
@@ -104,6 +127,50 @@ pub fn gelu_backward_f32(x: f32, grad: f32) -> f32 {
     grad * (cdf + x * pdf)
 }
 
+/// Lanes of the partial sums and maxima below: enough independent accumulators for the
+/// compiler to keep a whole vector register of them (and several in flight).
+const LANES: usize = 16;
+
+/// The sum of `values`, accumulated in [`LANES`] interleaved partial sums (vectorised; the
+/// order of additions differs from a left-to-right loop by a few roundings).
+#[inline(always)]
+pub fn sum_f32(values: &[f32]) -> f32 {
+    let mut acc = [0.0_f32; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+/// The largest of `values` (negative infinity for none; NaN is skipped, as `f32::max` does).
+#[inline(always)]
+pub fn max_f32(values: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a = a.max(v);
+        }
+    }
+    let rest = chunks.remainder().iter().copied();
+    acc.into_iter()
+        .chain(rest)
+        .fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// `output[i] = e^(input[i] − shift)`, returning the sum of the outputs: the shared middle
+/// pass of softmax and log-softmax over one row. Inlined into its callers, which are compiled
+/// for the CPU's vector width (macerator's variants, [`vectorized`]).
+#[inline(always)]
+pub fn exp_shifted_f32(input: &[f32], shift: f32, output: &mut [f32]) -> f32 {
+    for (o, &x) in output.iter_mut().zip(input) {
+        *o = exp_f32(x - shift);
+    }
+    sum_f32(output)
+}
 
 /// The elements of a contiguous `f32` tensor, or `None` for any other tensor.
 fn contiguous_f32(tensor: &FlexTensor) -> Option<&[f32]> {
@@ -158,10 +225,15 @@ pub fn bernoulli_f32(n: usize, p: f64, key: u64) -> Vec<f32> {
     let threshold = (p.clamp(0.0, 1.0) * (1u64 << 24) as f64).round() as u64;
     let mut out = vec![0.0_f32; n];
     for_each_chunk_mut(&mut out, |start, chunk| {
-        for (j, o) in chunk.iter_mut().enumerate() {
-            let bits = splitmix(key, (start + j) as u64) >> 40;
-            *o = if bits < threshold { 1.0 } else { 0.0 };
-        }
+        vectorized(
+            #[inline(always)]
+            || {
+                for (j, o) in chunk.iter_mut().enumerate() {
+                    let bits = splitmix(key, (start + j) as u64) >> 40;
+                    *o = if bits < threshold { 1.0 } else { 0.0 };
+                }
+            },
+        )
     });
     out
 }
@@ -189,6 +261,30 @@ mod tests {
         assert!(exp_f32(f32::NAN).is_nan() && erf_f32(f32::NAN).is_nan());
         assert_eq!(exp_f32(-1000.0), 0.0);
         assert_eq!(exp_f32(1000.0), f32::INFINITY);
+    }
+
+    #[test]
+    fn sums_and_maxima_cover_every_element() {
+        let values: Vec<f32> = (0..1_003)
+            .map(|i| ((i * 7919) % 1_000) as f32 * 0.5 - 3.0)
+            .collect();
+        let exact: f64 = values.iter().map(|&v| v as f64).sum();
+        assert!((sum_f32(&values) as f64 - exact).abs() < 1e-3 * exact.abs());
+        let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!(max_f32(&values), max);
+        assert_eq!(
+            max_f32(&values[..5]),
+            values[..5]
+                .iter()
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max)
+        );
+        assert_eq!(max_f32(&[]), f32::NEG_INFINITY);
+        assert_eq!(sum_f32(&[]), 0.0);
+        let mut out = vec![0.0; 3];
+        let s = exp_shifted_f32(&[0.0, 1.0, -1.0e9], 1.0, &mut out);
+        assert_eq!(out[2], 0.0);
+        assert!((s - (1.0 + (-1.0_f32).exp())).abs() < 1e-6);
     }
 
     #[test]

@@ -45,15 +45,12 @@ impl FloatTensorOps<Flex> for Flex {
         if let (&Distribution::Bernoulli(p), FloatDType::F32 | FloatDType::Flex32) =
             (&distribution, dtype)
         {
-            let key = TensorData::random::<f32, _, _>(
-                Shape::new([2]),
-                Distribution::Default,
-                &mut rng,
-            )
-            .try_into_vec::<f32>()
-            .unwrap_or_default()
-            .iter()
-            .fold(0u64, |k, v| (k << 32) | u64::from(v.to_bits()));
+            let key =
+                TensorData::random::<f32, _, _>(Shape::new([2]), Distribution::Default, &mut rng)
+                    .try_into_vec::<f32>()
+                    .unwrap_or_default()
+                    .iter()
+                    .fold(0u64, |k, v| (k << 32) | u64::from(v.to_bits()));
             *seed = Some(rng);
             let n = shape.num_elements();
             return FlexTensor::new(

@@ -65,9 +65,14 @@ pub(crate) fn par_map<S: Copy + Sync, T: Send>(
 ) -> alloc::vec::Vec<T> {
     collect_chunks(src.len(), |start, slots| {
         let src = &src[start..start + slots.len()];
-        for (slot, &x) in slots.iter_mut().zip(src) {
-            slot.write(f(x));
-        }
+        fast_math::vectorized(
+            #[inline(always)]
+            || {
+                for (slot, &x) in slots.iter_mut().zip(src) {
+                    slot.write(f(x));
+                }
+            },
+        )
     })
 }
 
@@ -78,12 +83,21 @@ pub(crate) fn par_zip_map<A: Copy + Sync, B: Copy + Sync, T: Send>(
     b: &[B],
     f: impl Fn(A, B) -> T + Sync + Send,
 ) -> alloc::vec::Vec<T> {
-    assert_eq!(a.len(), b.len(), "par_zip_map: operands of different lengths");
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "par_zip_map: operands of different lengths"
+    );
     collect_chunks(a.len(), |start, slots| {
         let end = start + slots.len();
-        for ((slot, &x), &y) in slots.iter_mut().zip(&a[start..end]).zip(&b[start..end]) {
-            slot.write(f(x, y));
-        }
+        fast_math::vectorized(
+            #[inline(always)]
+            || {
+                for ((slot, &x), &y) in slots.iter_mut().zip(&a[start..end]).zip(&b[start..end]) {
+                    slot.write(f(x, y));
+                }
+            },
+        )
     })
 }
 

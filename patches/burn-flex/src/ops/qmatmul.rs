@@ -67,7 +67,11 @@ pub fn dense_geometry(
     let cols = shape[rank - 1];
     let rows = shape.num_elements() / cols.max(1);
     let block_cols = dims[rank - 1] as usize;
-    let block_rows = if rank >= 2 { dims[rank - 2] as usize } else { 1 };
+    let block_rows = if rank >= 2 {
+        dims[rank - 2] as usize
+    } else {
+        1
+    };
     let local_rows = if rank >= 2 { shape[rank - 2] } else { 1 };
     if block_cols == 0
         || block_rows == 0
@@ -346,7 +350,10 @@ mod tests {
             .with_value(QuantValue::Q8S)
             .per_block(block, ScaleDtype::F32)
             .with_store(QuantStore::Native);
-        Flex::quantize_dynamic(FlexTensor::from_data(TensorData::new(values, shape)), &scheme)
+        Flex::quantize_dynamic(
+            FlexTensor::from_data(TensorData::new(values, shape)),
+            &scheme,
+        )
     }
 
     fn reference(q: &FlexQTensor) -> Vec<f32> {
@@ -364,7 +371,9 @@ mod tests {
     }
 
     fn values(len: usize) -> Vec<f32> {
-        (0..len).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect()
+        (0..len)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
     }
 
     #[test]
@@ -381,9 +390,10 @@ mod tests {
             let shape = burn_std::Shape::from(vec![64, 96]);
             let data = values(64 * 96);
             let q = quantized(data.clone(), [64, 96], block);
-            let dense = dense_geometry(&shape, &burn_backend::quantization::BlockSize::new(block))
-                .unwrap();
-            let (values_q, scales) = quantize_dense(&data, dense, |a| 2.0 * a / 254.0, -127.0, 127.0);
+            let dense =
+                dense_geometry(&shape, &burn_backend::quantization::BlockSize::new(block)).unwrap();
+            let (values_q, scales) =
+                quantize_dense(&data, dense, |a| 2.0 * a / 254.0, -127.0, 127.0);
             assert_eq!(values_q.as_slice(), q.tensor.storage::<i8>(), "{block:?}");
             assert_eq!(scales, q.scales, "{block:?}");
         }
@@ -402,7 +412,10 @@ mod tests {
                 for j in 0..n {
                     let expected: f32 = (0..k).map(|i| x[r * k + i] * w[i * n + j]).sum();
                     let diff = (got[r * n + j] - expected).abs();
-                    assert!(diff <= 1e-4 * (1.0 + expected.abs()), "{block:?} {r},{j}: {diff}");
+                    assert!(
+                        diff <= 1e-4 * (1.0 + expected.abs()),
+                        "{block:?} {r},{j}: {diff}"
+                    );
                 }
             }
         }

@@ -6,8 +6,7 @@ use alloc::vec::Vec;
 use num_traits::Float;
 
 use burn_backend::{
-    DType, ExecutionError, FloatDType, TensorData, TensorMetadata,
-    TensorPrimitive,
+    DType, ExecutionError, FloatDType, TensorData, TensorMetadata, TensorPrimitive,
     ops::{FloatTensorOps, IntTensorOps, QTensorOps},
     quantization::{
         BlockLayout, BlockSize, QuantScheme, QuantStore, QuantizationParametersPrimitive,
