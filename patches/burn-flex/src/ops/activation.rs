@@ -67,10 +67,10 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn gelu(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        if let Some(out) = crate::ops::fast_math::map_f32(&tensor, crate::ops::fast_math::gelu_f32)
-        {
-            return out;
-        }
+        let tensor = match crate::ops::fast_math::map_f32(tensor, crate::ops::fast_math::gelu_f32) {
+            Ok(out) => return out,
+            Err(tensor) => tensor,
+        };
         // 0.5 * x * (1 + erf(x / sqrt(2)))
         use crate::ops::unary::{erf_f32, erf_f64};
         let sqrt2_f32: f32 = core::f32::consts::SQRT_2;
@@ -83,11 +83,14 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn gelu_backward(x: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        if let Some(out) =
-            crate::ops::fast_math::zip_map_f32(&x, &grad, crate::ops::fast_math::gelu_backward_f32)
-        {
-            return out;
-        }
+        let grad = match crate::ops::fast_math::zip_map_f32(
+            &x,
+            grad,
+            crate::ops::fast_math::gelu_backward_f32,
+        ) {
+            Ok(out) => return out,
+            Err(grad) => grad,
+        };
         // d/dx[gelu(x)] = 0.5 * (1 + erf(x/sqrt(2))) + x * (1/sqrt(2*pi)) * exp(-x^2/2)
         use crate::ops::unary::{erf_f32, erf_f64};
         let sqrt2_f32: f32 = core::f32::consts::SQRT_2;
@@ -112,11 +115,12 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn sigmoid(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        if let Some(out) = crate::ops::fast_math::map_f32(&tensor, |x| {
+        let tensor = match crate::ops::fast_math::map_f32(tensor, |x| {
             1.0 / (1.0 + crate::ops::fast_math::exp_f32(-x))
         }) {
-            return out;
-        }
+            Ok(out) => return out,
+            Err(tensor) => tensor,
+        };
         unary_op(tensor, sigmoid_f32, sigmoid_f64)
     }
 

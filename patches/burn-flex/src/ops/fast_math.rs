@@ -189,25 +189,76 @@ fn output(tensor: &FlexTensor, data: Vec<f32>) -> FlexTensor {
     )
 }
 
-/// `f` of every element of a contiguous `f32` tensor, in parallel; `None` for other tensors
-/// (the caller's general path handles them).
-pub fn map_f32(tensor: &FlexTensor, f: impl Fn(f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
-    let src = contiguous_f32(tensor)?;
-    Some(output(tensor, super::par_map(src, f)))
+/// `f` of every element of a contiguous `f32` tensor, in parallel: in place when the tensor
+/// owns its buffer alone (no second buffer of its size), else into a new one. Any other
+/// tensor comes back as `Err` for the caller's general path.
+pub fn map_f32(
+    mut tensor: FlexTensor,
+    f: impl Fn(f32) -> f32 + Sync + Send,
+) -> Result<FlexTensor, FlexTensor> {
+    if tensor.dtype() == DType::F32
+        && tensor.is_unique()
+        && tensor.layout().is_contiguous()
+        && tensor.layout().start_offset() == 0
+    {
+        let n = tensor.layout().num_elements();
+        let values: &mut [f32] = tensor.storage_mut();
+        for_each_chunk_mut(&mut values[..n], |_, chunk| {
+            vectorized(
+                #[inline(always)]
+                || {
+                    for x in chunk.iter_mut() {
+                        *x = f(*x);
+                    }
+                },
+            )
+        });
+        return Ok(tensor);
+    }
+    match contiguous_f32(&tensor) {
+        Some(src) => Ok(output(&tensor, super::par_map(src, f))),
+        None => Err(tensor),
+    }
 }
 
-/// `f` of every pair of elements of two contiguous `f32` tensors of one shape, in parallel;
-/// `None` otherwise.
+/// `f(a[i], b[i])` for two contiguous `f32` tensors of one shape, in parallel: in place into
+/// `b` when it owns its buffer alone, else into a new buffer. Other pairs come back as `Err`
+/// (with `b`) for the caller's general path.
 pub fn zip_map_f32(
     a: &FlexTensor,
-    b: &FlexTensor,
+    mut b: FlexTensor,
     f: impl Fn(f32, f32) -> f32 + Sync + Send,
-) -> Option<FlexTensor> {
+) -> Result<FlexTensor, FlexTensor> {
     if a.layout().shape() != b.layout().shape() {
-        return None;
+        return Err(b);
     }
-    let (xa, xb) = (contiguous_f32(a)?, contiguous_f32(b)?);
-    Some(output(a, super::par_zip_map(xa, xb, f)))
+    let Some(xa) = contiguous_f32(a) else {
+        return Err(b);
+    };
+    if b.dtype() == DType::F32
+        && b.is_unique()
+        && b.layout().is_contiguous()
+        && b.layout().start_offset() == 0
+    {
+        let n = xa.len();
+        let values: &mut [f32] = b.storage_mut();
+        for_each_chunk_mut(&mut values[..n], |start, chunk| {
+            let xa = &xa[start..start + chunk.len()];
+            vectorized(
+                #[inline(always)]
+                || {
+                    for (y, &x) in chunk.iter_mut().zip(xa) {
+                        *y = f(x, *y);
+                    }
+                },
+            )
+        });
+        return Ok(b);
+    }
+    match contiguous_f32(&b) {
+        Some(xb) => Ok(output(a, super::par_zip_map(xa, xb, f))),
+        None => Err(b),
+    }
 }
 
 /// SplitMix64's output for counter `i` under `key`.
@@ -241,6 +292,39 @@ pub fn bernoulli_f32(n: usize, p: f64, key: u64) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maps_write_in_place_only_into_a_buffer_they_own() {
+        let n = 100_000;
+        let a: Vec<f32> = (0..n).map(|i| i as f32 * 1e-4 - 5.0).collect();
+        let b: Vec<f32> = (0..n).map(|i| (i % 13) as f32 - 6.0).collect();
+        let tensor = |v: &[f32]| {
+            FlexTensor::new(
+                Bytes::from_elems(v.to_vec()),
+                Layout::contiguous(burn_backend::Shape::from(vec![n])),
+                DType::F32,
+            )
+        };
+        let t = tensor(&a);
+        let shared = t.clone();
+        let fresh = map_f32(t, exp_f32).unwrap();
+        assert_eq!(
+            shared.storage::<f32>(),
+            &a[..],
+            "a shared buffer was written"
+        );
+        let in_place = map_f32(shared, exp_f32).unwrap();
+        assert_eq!(fresh.storage::<f32>(), in_place.storage::<f32>());
+        assert_eq!(fresh.storage::<f32>()[7], exp_f32(a[7]));
+
+        let (x, g) = (tensor(&a), tensor(&b));
+        let kept = g.clone();
+        let fresh = zip_map_f32(&x, g, gelu_backward_f32).unwrap();
+        assert_eq!(kept.storage::<f32>(), &b[..], "a shared buffer was written");
+        let in_place = zip_map_f32(&x, kept, gelu_backward_f32).unwrap();
+        assert_eq!(fresh.storage::<f32>(), in_place.storage::<f32>());
+        assert_eq!(fresh.storage::<f32>()[9], gelu_backward_f32(a[9], b[9]));
+    }
 
     #[test]
     fn exp_and_erf_match_libm() {

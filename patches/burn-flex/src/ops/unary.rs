@@ -83,9 +83,14 @@ where
     {
         let storage: &mut [E] = tensor.storage_mut();
         super::for_each_chunk_mut(&mut storage[..n], |_, chunk| {
-            for x in chunk.iter_mut() {
-                *x = op(*x);
-            }
+            super::fast_math::vectorized(
+                #[inline(always)]
+                || {
+                    for x in chunk.iter_mut() {
+                        *x = op(*x);
+                    }
+                },
+            )
         });
         return tensor;
     }
@@ -165,9 +170,10 @@ where
 
 /// Exponential: e^x
 pub fn exp(tensor: FlexTensor) -> FlexTensor {
-    if let Some(out) = crate::ops::fast_math::map_f32(&tensor, crate::ops::fast_math::exp_f32) {
-        return out;
-    }
+    let tensor = match crate::ops::fast_math::map_f32(tensor, crate::ops::fast_math::exp_f32) {
+        Ok(out) => return out,
+        Err(tensor) => tensor,
+    };
     unary_op(tensor, |x| x.exp(), |x| x.exp())
 }
 
@@ -346,9 +352,10 @@ pub fn trunc(tensor: FlexTensor) -> FlexTensor {
 
 /// Error function
 pub fn erf(tensor: FlexTensor) -> FlexTensor {
-    if let Some(out) = crate::ops::fast_math::map_f32(&tensor, crate::ops::fast_math::erf_f32) {
-        return out;
-    }
+    let tensor = match crate::ops::fast_math::map_f32(tensor, crate::ops::fast_math::erf_f32) {
+        Ok(out) => return out,
+        Err(tensor) => tensor,
+    };
     unary_op(tensor, erf_f32, erf_f64)
 }
 
