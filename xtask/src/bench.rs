@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::cargo::{TEST_FEATURES, release_lora, step, target_dir, workspace_root};
 
-/// `cargo xtask bench [--vs-pytorch [--threads 1,2] [--repeats N] [--quick]] [criterion args]`.
+/// `cargo xtask bench [--vs-pytorch [--threads 1,2] [--repeats N] [--rounds R]] [criterion args]`.
 pub fn bench(args: &[String]) -> Result<()> {
     if args.iter().any(|a| a == "--memory") {
         return crate::bench_memory::memory(args);
@@ -46,7 +46,7 @@ struct Row {
     what: &'static str,
 }
 
-const ROWS: [Row; 9] = [
+static ROWS: [Row; 9] = [
     Row {
         workload: "encoder-lora-step",
         tokens: "encoder-b32.json",
@@ -159,35 +159,58 @@ fn vs_pytorch(args: &[String]) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let repeats = flag(args, "--repeats").unwrap_or("5").to_string();
+    let rounds: usize = flag(args, "--rounds")
+        .unwrap_or("1")
+        .parse()
+        .ok()
+        .filter(|&r| r > 0)
+        .context("--rounds takes a positive number, e.g. 3")?;
     let lora = release_lora(&root)?;
     let python = crate::python::pinned_python(&root)?;
     let script = root.join("xtask/bench/pytorch_bench.py");
     let tokens = BenchTokens::write(&root, &lora)?;
-    let mut results = Vec::new();
-    for &n in &threads {
-        for row in &ROWS {
-            let model = tokens.model(row.model)?;
-            let token_file = tokens.dir.join(row.tokens);
-            eprintln!("xtask: {} · {n} thread(s)", row.workload);
-            let ours = json_of(
-                Command::new(&lora)
-                    .args(["--quiet", "bench", "--workload", row.workload, "--model"])
-                    .arg(model)
-                    .arg("--tokens")
-                    .arg(&token_file)
-                    .args(["--repeats", &repeats, "--device", "flex"])
-                    .env("RAYON_NUM_THREADS", n.to_string()),
-            )?;
-            let theirs = json_of(
-                Command::new(&python)
-                    .arg(&script)
-                    .args(["--workload", &pytorch_name(row.workload), "--model"])
-                    .arg(model)
-                    .arg("--tokens")
-                    .arg(&token_file)
-                    .args(["--threads", &n.to_string(), "--repeats", &repeats]),
-            )?;
-            results.push((row, n, ours, theirs));
+    // Rounds alternate the two engines over every workload, so that a slow spell of a shared
+    // machine (run-to-run spread is ±20 % on the 2-core VMs) falls on both and is visible.
+    let mut results: Vec<Measured> = Vec::new();
+    for round in 1..=rounds {
+        for &n in &threads {
+            for row in &ROWS {
+                let model = tokens.model(row.model)?;
+                let token_file = tokens.dir.join(row.tokens);
+                eprintln!(
+                    "xtask: round {round}/{rounds} · {} · {n} thread(s)",
+                    row.workload
+                );
+                let ours = json_of(
+                    Command::new(&lora)
+                        .args(["--quiet", "bench", "--workload", row.workload, "--model"])
+                        .arg(model)
+                        .arg("--tokens")
+                        .arg(&token_file)
+                        .args(["--repeats", &repeats, "--device", "flex"])
+                        .env("RAYON_NUM_THREADS", n.to_string()),
+                )?;
+                let theirs = json_of(
+                    Command::new(&python)
+                        .arg(&script)
+                        .args(["--workload", &pytorch_name(row.workload), "--model"])
+                        .arg(model)
+                        .arg("--tokens")
+                        .arg(&token_file)
+                        .args(["--threads", &n.to_string(), "--repeats", &repeats]),
+                )?;
+                match results
+                    .iter_mut()
+                    .find(|m| m.row.workload == row.workload && m.threads == n)
+                {
+                    Some(m) => m.rounds.push((ours, theirs)),
+                    None => results.push(Measured {
+                        row,
+                        threads: n,
+                        rounds: vec![(ours, theirs)],
+                    }),
+                }
+            }
         }
     }
     let report = performance_md(&results, &lora)?;
@@ -266,52 +289,122 @@ pub fn machine() -> String {
     format!("{cpu}, {cores} cores")
 }
 
-fn performance_md(
-    results: &[(&Row, usize, serde_json::Value, serde_json::Value)],
-    lora: &Path,
-) -> Result<String> {
+/// Every round's results (`lora`, PyTorch) of one workload at one thread count.
+struct Measured {
+    row: &'static Row,
+    threads: usize,
+    rounds: Vec<(serde_json::Value, serde_json::Value)>,
+}
+
+/// The median of `values` (the mean of the middle two for an even count); `None` for none.
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.retain(|v| v.is_finite());
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+/// The median over rounds of field `key` of `lora`'s (`ours`) or PyTorch's results.
+fn median_of(
+    rounds: &[(serde_json::Value, serde_json::Value)],
+    key: &str,
+    ours: bool,
+) -> Option<f64> {
+    median(
+        rounds
+            .iter()
+            .filter_map(|(a, b)| number(if ours { a } else { b }, key))
+            .collect(),
+    )
+}
+
+/// The ratios lora / PyTorch of each round's `value` (same-round pairs).
+fn round_ratios(rounds: &[(serde_json::Value, serde_json::Value)]) -> Vec<f64> {
+    rounds
+        .iter()
+        .filter_map(
+            |(ours, theirs)| match (number(ours, "value"), number(theirs, "value")) {
+                (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+fn performance_md(results: &[Measured], lora: &Path) -> Result<String> {
     let date = today()?;
+    let rounds = results.first().map_or(0, |m| m.rounds.len());
     let versions = results
         .first()
-        .and_then(|(_, _, _, theirs)| theirs.get("versions"))
+        .and_then(|m| m.rounds.first())
+        .and_then(|(_, theirs)| theirs.get("versions"))
         .map(|v| v.to_string())
         .unwrap_or_default();
     let mut md = format!(
         "## lora against PyTorch + PEFT, side by side\n\n\
          Measured by `cargo xtask bench --vs-pytorch` on {date}: {machine}. Each workload runs in \
          its own process, `lora` (release build, `{}`, flex backend) then PyTorch ({versions}), \
-         back to back on the same token ids (`lora bench --write-tokens`); the median of the \
-         timed runs after warm-up. Ratio: lora / PyTorch (below 1: lora is faster or smaller). \
-         Cores busy: CPU seconds / wall seconds of the timed runs.\n\n\
-         | workload | threads | unit | PyTorch | lora | ratio | peak MiB PyTorch / lora | cores busy PyTorch / lora |\n\
-         |---|---|---|---|---|---|---|---|\n",
+         back to back on the same token ids (`lora bench --write-tokens`); each value is the median \
+         of the timed runs after warm-up, then the median over {rounds} round(s), every round \
+         running both engines over every workload in turn. Ratio: median of the rounds' lora / \
+         PyTorch ratios (below 1: lora is faster or smaller), with their range when there are \
+         several rounds. Cores busy: CPU seconds / wall seconds of the timed runs.\n\n\
+         | workload | threads | unit | PyTorch | lora | ratio | ratio range | peak MiB PyTorch / lora | cores busy PyTorch / lora |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
         lora.display(),
         machine = machine(),
     );
-    for (row, n, ours, theirs) in results {
-        let (a, b) = (number(theirs, "value"), number(ours, "value"));
-        let busy =
-            |v: &serde_json::Value| match (number(v, "cpu_seconds"), number(v, "wall_seconds")) {
-                (Some(c), Some(w)) if w > 0.0 => format!("{:.2}", c / w),
-                _ => "-".into(),
-            };
-        let mib = |v: &serde_json::Value| {
-            number(v, "peak_rss_mib").map_or("-".into(), |m| format!("{m:.0}"))
+    for m in results {
+        let (theirs, ours) = (
+            median_of(&m.rounds, "value", false),
+            median_of(&m.rounds, "value", true),
+        );
+        let ratios = round_ratios(&m.rounds);
+        let range = match (
+            ratios.iter().copied().reduce(f64::min),
+            ratios.iter().copied().reduce(f64::max),
+        ) {
+            (Some(lo), Some(hi)) if ratios.len() > 1 => format!("{lo:.2}-{hi:.2}"),
+            _ => "-".into(),
         };
+        let busy = |ours: bool| {
+            let per_round: Vec<f64> = m
+                .rounds
+                .iter()
+                .filter_map(|(a, b)| {
+                    let v = if ours { a } else { b };
+                    match (number(v, "cpu_seconds"), number(v, "wall_seconds")) {
+                        (Some(c), Some(w)) if w > 0.0 => Some(c / w),
+                        _ => None,
+                    }
+                })
+                .collect();
+            median(per_round).map_or("-".into(), |b| format!("{b:.2}"))
+        };
+        let mib = |ours: bool| {
+            median_of(&m.rounds, "peak_rss_mib", ours).map_or("-".into(), |v| format!("{v:.0}"))
+        };
+        let unit = m
+            .rounds
+            .first()
+            .and_then(|(ours, _)| ours.get("unit"))
+            .and_then(|u| u.as_str())
+            .unwrap_or("");
         md += &format!(
-            "| {} | {n} | {} | {} | {} | {} | {} / {} | {} / {} |\n",
-            row.what,
-            ours.get("unit").and_then(|u| u.as_str()).unwrap_or(""),
-            a.map_or("-".into(), |v| format!("{v:.2}")),
-            b.map_or("-".into(), |v| format!("{v:.2}")),
-            match (a, b) {
-                (Some(a), Some(b)) if a > 0.0 => format!("{:.2}", b / a),
-                _ => "-".into(),
-            },
-            mib(theirs),
-            mib(ours),
-            busy(theirs),
-            busy(ours),
+            "| {} | {} | {unit} | {} | {} | {} | {range} | {} / {} | {} / {} |\n",
+            m.row.what,
+            m.threads,
+            theirs.map_or("-".into(), |v| format!("{v:.2}")),
+            ours.map_or("-".into(), |v| format!("{v:.2}")),
+            median(ratios).map_or("-".into(), |r| format!("{r:.2}")),
+            mib(false),
+            mib(true),
+            busy(false),
+            busy(true),
         );
     }
     Ok(md)
@@ -320,6 +413,24 @@ fn performance_md(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_are_summarised_by_their_medians() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(vec![f64::NAN]), None);
+        let round = |ours: f64, theirs: f64| {
+            (
+                serde_json::json!({ "value": ours }),
+                serde_json::json!({ "value": theirs }),
+            )
+        };
+        // Ratios pair each round's own measurements: a slow round of both engines cancels.
+        let rounds = vec![round(8.0, 10.0), round(16.0, 20.0), round(9.0, 10.0)];
+        assert_eq!(round_ratios(&rounds), vec![0.8, 0.8, 0.9]);
+        assert_eq!(median_of(&rounds, "value", true), Some(9.0));
+        assert_eq!(median_of(&rounds, "value", false), Some(10.0));
+    }
 
     #[test]
     fn the_section_is_replaced_in_place() {
