@@ -67,7 +67,11 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn gelu(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        let tensor = match crate::ops::fast_math::map_f32(tensor, crate::ops::fast_math::gelu_f32) {
+        let tensor = match crate::ops::fast_math::map_f32(
+            tensor,
+            #[inline(always)]
+            |x| crate::ops::fast_math::gelu_f32(x),
+        ) {
             Ok(out) => return out,
             Err(tensor) => tensor,
         };
@@ -86,7 +90,8 @@ impl ActivationOps<Flex> for Flex {
         let grad = match crate::ops::fast_math::zip_map_f32(
             &x,
             grad,
-            crate::ops::fast_math::gelu_backward_f32,
+            #[inline(always)]
+            |x, g| crate::ops::fast_math::gelu_backward_f32(x, g),
         ) {
             Ok(out) => return out,
             Err(grad) => grad,
@@ -115,9 +120,11 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn sigmoid(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        let tensor = match crate::ops::fast_math::map_f32(tensor, |x| {
-            1.0 / (1.0 + crate::ops::fast_math::exp_f32(-x))
-        }) {
+        let tensor = match crate::ops::fast_math::map_f32(
+            tensor,
+            #[inline(always)]
+            |x| 1.0 / (1.0 + crate::ops::fast_math::exp_f32(-x)),
+        ) {
             Ok(out) => return out,
             Err(tensor) => tensor,
         };

@@ -170,7 +170,11 @@ where
 
 /// Exponential: e^x
 pub fn exp(tensor: FlexTensor) -> FlexTensor {
-    let tensor = match crate::ops::fast_math::map_f32(tensor, crate::ops::fast_math::exp_f32) {
+    let tensor = match crate::ops::fast_math::map_f32(
+        tensor,
+        #[inline(always)]
+        |x| crate::ops::fast_math::exp_f32(x),
+    ) {
         Ok(out) => return out,
         Err(tensor) => tensor,
     };
@@ -352,7 +356,11 @@ pub fn trunc(tensor: FlexTensor) -> FlexTensor {
 
 /// Error function
 pub fn erf(tensor: FlexTensor) -> FlexTensor {
-    let tensor = match crate::ops::fast_math::map_f32(tensor, crate::ops::fast_math::erf_f32) {
+    let tensor = match crate::ops::fast_math::map_f32(
+        tensor,
+        #[inline(always)]
+        |x| crate::ops::fast_math::erf_f32(x),
+    ) {
         Ok(out) => return out,
         Err(tensor) => tensor,
     };
