@@ -171,46 +171,44 @@ fn vs_pytorch(args: &[String]) -> Result<()> {
     let tokens = BenchTokens::write(&root, &lora)?;
     // Rounds alternate the two engines over every workload, so that a slow spell of a shared
     // machine (run-to-run spread is ±20 % on the 2-core VMs) falls on both and is visible.
-    let mut results: Vec<Measured> = Vec::new();
+    let mut results: Vec<Measured> = threads
+        .iter()
+        .flat_map(|&n| {
+            ROWS.iter().map(move |row| Measured {
+                row,
+                threads: n,
+                rounds: Vec::new(),
+            })
+        })
+        .collect();
     for round in 1..=rounds {
-        for &n in &threads {
-            for row in &ROWS {
-                let model = tokens.model(row.model)?;
-                let token_file = tokens.dir.join(row.tokens);
-                eprintln!(
-                    "xtask: round {round}/{rounds} · {} · {n} thread(s)",
-                    row.workload
-                );
-                let ours = json_of(
-                    Command::new(&lora)
-                        .args(["--quiet", "bench", "--workload", row.workload, "--model"])
-                        .arg(model)
-                        .arg("--tokens")
-                        .arg(&token_file)
-                        .args(["--repeats", &repeats, "--device", "flex"])
-                        .env("RAYON_NUM_THREADS", n.to_string()),
-                )?;
-                let theirs = json_of(
-                    Command::new(&python)
-                        .arg(&script)
-                        .args(["--workload", &pytorch_name(row.workload), "--model"])
-                        .arg(model)
-                        .arg("--tokens")
-                        .arg(&token_file)
-                        .args(["--threads", &n.to_string(), "--repeats", &repeats]),
-                )?;
-                match results
-                    .iter_mut()
-                    .find(|m| m.row.workload == row.workload && m.threads == n)
-                {
-                    Some(m) => m.rounds.push((ours, theirs)),
-                    None => results.push(Measured {
-                        row,
-                        threads: n,
-                        rounds: vec![(ours, theirs)],
-                    }),
-                }
-            }
+        for m in &mut results {
+            let (row, n) = (m.row, m.threads);
+            let model = tokens.model(row.model)?;
+            let token_file = tokens.dir.join(row.tokens);
+            eprintln!(
+                "xtask: round {round}/{rounds} · {} · {n} thread(s)",
+                row.workload
+            );
+            let ours = json_of(
+                Command::new(&lora)
+                    .args(["--quiet", "bench", "--workload", row.workload, "--model"])
+                    .arg(model)
+                    .arg("--tokens")
+                    .arg(&token_file)
+                    .args(["--repeats", &repeats, "--device", "flex"])
+                    .env("RAYON_NUM_THREADS", n.to_string()),
+            )?;
+            let theirs = json_of(
+                Command::new(&python)
+                    .arg(&script)
+                    .args(["--workload", &pytorch_name(row.workload), "--model"])
+                    .arg(model)
+                    .arg("--tokens")
+                    .arg(&token_file)
+                    .args(["--threads", &n.to_string(), "--repeats", &repeats]),
+            )?;
+            m.rounds.push((ours, theirs));
         }
     }
     let report = performance_md(&results, &lora)?;

@@ -309,23 +309,20 @@ where
     }
 }
 
-pub(crate) fn scalar_op_typed<E, Op>(mut tensor: FlexTensor, scalar: E, op: Op) -> FlexTensor
+pub(crate) fn scalar_op_typed<E, Op>(tensor: FlexTensor, scalar: E, op: Op) -> FlexTensor
 where
     E: Element + bytemuck::Pod,
     Op: Fn(E, E) -> E + Sync + Send,
 {
     // In-place fast path: unique, contiguous at offset 0 (split across the pool when long)
-    if tensor.is_unique()
-        && let Some((0, end)) = tensor.layout().contiguous_offsets()
-    {
-        let storage: &mut [E] = tensor.storage_mut();
-        super::for_each_chunk_mut(&mut storage[..end], |_, chunk| {
-            for x in chunk.iter_mut() {
-                *x = op(*x, scalar);
-            }
-        });
-        return tensor;
-    }
+    let tensor = match super::map_in_place(
+        tensor,
+        #[inline(always)]
+        |x| op(x, scalar),
+    ) {
+        Ok(tensor) => return tensor,
+        Err(tensor) => tensor,
+    };
 
     // Allocating path
     let shape = tensor.layout().shape().clone();

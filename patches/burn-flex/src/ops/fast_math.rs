@@ -191,30 +191,24 @@ fn output(tensor: &FlexTensor, data: Vec<f32>) -> FlexTensor {
 
 /// `f` of every element of a contiguous `f32` tensor, in parallel: in place when the tensor
 /// owns its buffer alone (no second buffer of its size), else into a new one. Any other
-/// tensor comes back as `Err` for the caller's general path.
+/// tensor comes back as `Err` for the caller's general path. Pass `f` as an
+/// `#[inline(always)]` closure: a function item is called through its `Fn::call` shim, which
+/// the AVX2 loop does not inline (one scalar call per element).
 pub fn map_f32(
-    mut tensor: FlexTensor,
+    tensor: FlexTensor,
     f: impl Fn(f32) -> f32 + Sync + Send,
 ) -> Result<FlexTensor, FlexTensor> {
-    if tensor.dtype() == DType::F32
-        && tensor.is_unique()
-        && tensor.layout().is_contiguous()
-        && tensor.layout().start_offset() == 0
-    {
-        let n = tensor.layout().num_elements();
-        let values: &mut [f32] = tensor.storage_mut();
-        for_each_chunk_mut(&mut values[..n], |_, chunk| {
-            vectorized(
-                #[inline(always)]
-                || {
-                    for x in chunk.iter_mut() {
-                        *x = f(*x);
-                    }
-                },
-            )
-        });
-        return Ok(tensor);
+    if tensor.dtype() != DType::F32 {
+        return Err(tensor);
     }
+    let tensor = match super::map_in_place(
+        tensor,
+        #[inline(always)]
+        |x| f(x),
+    ) {
+        Ok(tensor) => return Ok(tensor),
+        Err(tensor) => tensor,
+    };
     match contiguous_f32(&tensor) {
         Some(src) => Ok(output(&tensor, super::par_map(src, f))),
         None => Err(tensor),

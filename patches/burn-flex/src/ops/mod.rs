@@ -43,6 +43,34 @@ pub(crate) fn for_each_chunk_mut<E: Send>(
     f(0, out);
 }
 
+/// `f` of every element of `tensor`, written over it when the tensor owns its contiguous
+/// buffer alone from offset 0 (chunks across the pool when long, each loop compiled for the
+/// CPU's vector width); otherwise the tensor comes back as `Err` for the caller's allocating
+/// path. The one in-place map of the unary, scalar-binary and `fast_math` kernels.
+pub(crate) fn map_in_place<E: burn_backend::Element + bytemuck::Pod + Send>(
+    mut tensor: FlexTensor,
+    f: impl Fn(E) -> E + Sync + Send,
+) -> Result<FlexTensor, FlexTensor> {
+    if !tensor.is_unique() {
+        return Err(tensor);
+    }
+    let Some((0, end)) = tensor.layout().contiguous_offsets() else {
+        return Err(tensor);
+    };
+    let storage: &mut [E] = tensor.storage_mut();
+    for_each_chunk_mut(&mut storage[..end], |_, chunk| {
+        fast_math::vectorized(
+            #[inline(always)]
+            || {
+                for x in chunk.iter_mut() {
+                    *x = f(*x);
+                }
+            },
+        )
+    });
+    Ok(tensor)
+}
+
 /// A vector of `n` elements filled chunk by chunk (in parallel when long), each chunk by
 /// `fill(start, slots)`, without zero-filling it first. Every wrapper below writes every slot
 /// of the chunk it is given, which is what makes the final `set_len` sound.

@@ -70,7 +70,7 @@ where
 }
 
 /// Generic unary operation for any element type.
-fn unary_op_typed<E, Op>(mut tensor: FlexTensor, op: Op) -> FlexTensor
+fn unary_op_typed<E, Op>(tensor: FlexTensor, op: Op) -> FlexTensor
 where
     E: burn_backend::Element + bytemuck::Pod,
     Op: Fn(E) -> E + Sync + Send,
@@ -79,21 +79,14 @@ where
 
     // In-place fast path: unique, contiguous tensor at offset 0 (split across the pool when
     // long)
-    if tensor.is_unique() && tensor.layout().is_contiguous() && tensor.layout().start_offset() == 0
-    {
-        let storage: &mut [E] = tensor.storage_mut();
-        super::for_each_chunk_mut(&mut storage[..n], |_, chunk| {
-            super::fast_math::vectorized(
-                #[inline(always)]
-                || {
-                    for x in chunk.iter_mut() {
-                        *x = op(*x);
-                    }
-                },
-            )
-        });
-        return tensor;
-    }
+    let tensor = match super::map_in_place(
+        tensor,
+        #[inline(always)]
+        |x| op(x),
+    ) {
+        Ok(tensor) => return tensor,
+        Err(tensor) => tensor,
+    };
 
     // Allocating path for non-contiguous or offset tensors
     let layout = tensor.layout().clone();
