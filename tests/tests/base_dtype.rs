@@ -115,6 +115,7 @@ lora_core::backend_test!(fn smollm2_adapter_on_a_stored_base_matches_the_f32_bas
 });
 
 lora_core::backend_test!(fn stored_base_backward_equals_the_widened_f32_base(device) {
+    let _draws = RANDOM_DRAWS.lock().unwrap_or_else(|e| e.into_inner());
     // The patched autodiff keeps the stored weight for the backward pass: gradients must be
     // those of an f32 layer holding the widened weight, for the input and the adapter alike.
     let ad = device.clone().autodiff();
@@ -155,48 +156,143 @@ lora_core::backend_test!(fn stored_base_backward_equals_the_widened_f32_base(dev
     }
 });
 
-lora_core::backend_test!(fn activation_checkpointing_gives_the_same_gradients(device) {
-    let plain = device.clone().autodiff();
-    let checkpointed = device.clone().autodiff().gradient_checkpointing();
-    let ids: Vec<u32> = (1..13).collect();
-    let grads_on = |device: &burn::tensor::Device| {
-        let source = ModelSource::path(fixtures_dir().join("tiny_llama/model"));
-        let (model, _) = load_causal_lm(&source, device).unwrap();
-        // As training prepares it: the base frozen, adapters made on the weights' device.
-        let method = lora_train::Method::lora(4, &["q_proj", "v_proj"]);
-        let model = lora_train::prepare_causal_lm(model, &method, 7, device).unwrap();
-        // Two optimizer steps: the second runs on parameters the optimizer made.
-        let mut model = Some(model);
-        let mut optimizer = lora_train::optim::Optimizer::new(lora_train::OptimizerConfig::default());
-        let mut all = Vec::new();
-        for _ in 0..2 {
-            let current = model.take().unwrap();
-            let batch = lora_models::decoder::ids_tensor(&ids, device);
-            let logits = current.forward(batch).unwrap();
-            // The graph really ran under the device's strategy (checkpointed or not).
-            assert_eq!(
-                logits.gradient_checkpointing_strategy(),
-                device.gradient_checkpointing_strategy()
-            );
-            let grads = (logits.clone() * logits).mean().backward();
-            all.extend(
-                current
-                    .linears()
-                    .into_iter()
-                    .filter(|(_, l)| !l.adapters.is_empty())
-                    .flat_map(|(_, l)| to_vec(l.adapters[0].lora_b.grad(&grads).unwrap())),
-            );
-            let mut accumulated = lora_train::optim::AccumulatedGrads::new();
-            accumulated.add(&current, grads);
-            model = Some(optimizer.step(current, 1e-2, accumulated));
+/// Held by the tests that draw random numbers: WGPU's generator is one per process (cubecl's),
+/// so a test running beside another would see its seeded draws interleaved.
+static RANDOM_DRAWS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The trainable parameters' ids of `model`.
+fn trainable_ids<M: burn::module::Module>(model: &M) -> Vec<burn::module::ParamId> {
+    struct Ids(Vec<burn::module::ParamId>);
+    impl burn::module::ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            if param.val().is_require_grad() {
+                self.0.push(param.id);
+            }
         }
-        all
+    }
+    let mut ids = Ids(Vec::new());
+    model.visit(&mut ids);
+    ids.0
+}
+
+/// Backpropagates `head`'s loss through `model` once through one graph (each layer seeded as
+/// the layer-wise pass seeds it, so dropout draws the same masks) and once layer by layer with
+/// `rows_per_chunk` batch rows per head chunk, and checks that the loss and every trainable
+/// parameter's gradient agree.
+fn layerwise_matches_one_graph<M: lora_train::layerwise::LayerStack>(
+    model: &M,
+    input: &M::Input,
+    head: &dyn Fn(Tensor<3>, std::ops::Range<usize>) -> Tensor<1>,
+    rows_per_chunk: usize,
+    device: &burn::tensor::Device,
+) {
+    use lora_train::layerwise::{backward_by_layers, pass_seed, seed_layer};
+    use lora_train::optim::AccumulatedGrads;
+    let weight = 0.5;
+    device.sync().unwrap();
+    device.seed(11);
+    let seed = pass_seed(device);
+    let (mut x, pass) = model.begin(input).unwrap();
+    for (i, layer) in model.layers().iter().enumerate() {
+        seed_layer(device, seed, i);
+        x = model.layer_forward(i, layer, x, &pass);
+    }
+    let rows = x.dims()[0];
+    let loss = head(x, 0..rows);
+    let expected_loss = loss.clone().into_scalar::<f32>() as f64;
+    let mut expected = AccumulatedGrads::new();
+    expected.add(model, loss.mul_scalar(weight).backward());
+
+    device.sync().unwrap();
+    device.seed(11);
+    let mut layerwise = AccumulatedGrads::new();
+    let mut chunk_loss = |x: Tensor<3>, rows: std::ops::Range<usize>| Ok(head(x, rows));
+    let value = backward_by_layers(
+        model,
+        input,
+        weight,
+        rows_per_chunk,
+        &mut chunk_loss,
+        &mut layerwise,
+    )
+    .unwrap();
+    assert!(
+        (value - expected_loss).abs() < 1e-5 * expected_loss.abs().max(1.0),
+        "loss {value} vs {expected_loss}"
+    );
+    let ids = trainable_ids(model);
+    assert!(!ids.is_empty());
+    for id in ids {
+        let a = to_vec(expected.get(&id).expect("a gradient in one graph").clone());
+        let b = to_vec(
+            layerwise
+                .get(&id)
+                .expect("a gradient layer by layer")
+                .clone(),
+        );
+        let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        assert!(scale > 0.0, "a zero gradient checks nothing");
+        let error = relative(&b, &a);
+        assert!(
+            error < 1e-4,
+            "parameter {id}: layer-wise gradient differs by {error} (relative)"
+        );
+    }
+}
+
+lora_core::backend_test!(fn layerwise_recomputation_gives_one_graphs_gradients(device) {
+    let _draws = RANDOM_DRAWS.lock().unwrap_or_else(|e| e.into_inner());
+    // A decoder with LoRA (random B, dropout on) on q_proj / v_proj, its base stored as q8
+    // where the backend can; three rows, one of them padded; cross-entropy on every position.
+    let device = device.clone().autodiff();
+    let source = ModelSource::path(fixtures_dir().join("tiny_llama/model"));
+    let (mut model, _) = load_causal_lm(&source, &device).unwrap();
+    if BaseDType::Q8.supported_on(backend(&device)) {
+        lora_surgery::store_base_as(&mut model, BaseDType::Q8).unwrap();
+    }
+    let method = lora_train::Method::Lora {
+        lora: LoraConfig::new(4).with_dropout(0.3).with_init(LoraInit::Random),
+        targets: lora_surgery::TargetSpec {
+            target_modules: Some(lora_surgery::ModulePattern::list(&["q_proj", "v_proj"])),
+            ..Default::default()
+        },
     };
-    let a = grads_on(&plain);
-    let b = grads_on(&checkpointed);
-    assert!(!a.is_empty());
-    let error = relative(&b, &a);
-    assert!(error < 1e-5, "checkpointed gradients differ by {error} (relative)");
+    let model = lora_train::prepare_causal_lm(model, &method, 7, &device).unwrap();
+    let ids: Vec<i64> = (0..21).map(|i| (i * 37 % 250 + 3) as i64).collect();
+    let input_ids = Tensor::<2, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(ids.clone(), [3, 7]), &device);
+    let mut batch = lora_models::DecoderBatch::ids(input_ids);
+    batch.key_padding = vec![vec![true; 7], vec![true; 7], vec![true, true, true, true, true, false, false]];
+    let targets = Tensor::<2, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(ids.iter().map(|t| (t * 3 + 1) % 250).collect::<Vec<i64>>(), [3, 7]), &device);
+    let head = |x: Tensor<3>, rows: std::ops::Range<usize>| {
+        let logits = model.logits(model.norm.forward(x));
+        let [k, s, v] = logits.dims();
+        let t = targets.clone().slice([rows, 0..7]).reshape([k * s]);
+        lora_train::task::nll_per_row(logits.reshape([k * s, v]), t).sum().div_scalar(21.0)
+    };
+    // One row per head chunk: the logits exist a row at a time.
+    layerwise_matches_one_graph(&model, &batch, &head, 1, &device);
+});
+
+lora_core::backend_test!(fn layerwise_recomputation_reaches_trained_embeddings(device) {
+    let _draws = RANDOM_DRAWS.lock().unwrap_or_else(|e| e.into_inner());
+    // Full fine-tuning of an encoder classifier: the embeddings, every layer and the head train
+    // (hidden dropout on), so the gradient goes back into the embeddings' own graph.
+    let device = device.clone().autodiff();
+    let source = ModelSource::path(fixtures_dir().join("tiny_bert/model"));
+    let (encoder, _) = lora_models::load_encoder(&source, &device).unwrap();
+    let model = lora_train::prepare_classifier(encoder, 3, &lora_train::Method::FullFineTuning, 5, &device).unwrap();
+    let ids: Vec<i64> = (0..12).map(|i| (i * 13 % 90 + 5) as i64).collect();
+    let mut mask = vec![1i64; 12];
+    mask[10] = 0;
+    mask[11] = 0;
+    let batch = lora_train::TokenBatch::from_ids(ids, mask, vec![0; 12], [2, 6], &device).unwrap();
+    let labels = Tensor::<1, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(vec![2i64, 0], [2]), &device);
+    let head = |x: Tensor<3>, rows: std::ops::Range<usize>| {
+        let logits = model.head(x).unwrap();
+        lora_train::task::nll_per_row(logits, labels.clone().slice([rows])).sum().div_scalar(2.0)
+    };
+    // The classifier's head has dropout of its own: one chunk, so it draws one graph's mask.
+    layerwise_matches_one_graph(&model, &batch, &head, 2, &device);
 });
 
 lora_core::backend_test!(fn a_gguf_q8_0_file_kept_as_q8_keeps_its_blocks(device) {

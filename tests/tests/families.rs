@@ -103,6 +103,7 @@ fn random_init_trains(fixture: &str, device: &Device) {
         warmup: 1,
         repeats: 1,
         new_tokens: 2,
+        ..BenchSettings::default()
     };
     let result = run_workload(workload, model, &tokens, &settings, &device).unwrap();
     assert!(

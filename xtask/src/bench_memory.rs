@@ -11,13 +11,15 @@ use crate::bench::{BenchTokens, flag, json_of, machine, number, replace_marked, 
 use crate::cargo::{release_lora, workspace_root};
 
 /// The settings measured: base dtype and whether activations are recomputed.
-const SETTINGS: [(&str, bool); 7] = [
+const SETTINGS: [(&str, bool); 9] = [
     ("f32", false),
     ("bf16", false),
     ("f16", false),
     ("q8", false),
     ("q4", false),
     ("f32", true),
+    ("bf16", true),
+    ("q8", true),
     ("q4", true),
 ];
 

@@ -50,7 +50,7 @@ pub struct BenchArgs {
     /// How the frozen base weights are held: f32, f16, bf16, q8 or q4.
     #[arg(long, default_value = "f32")]
     base_dtype: lora_core::BaseDType,
-    /// Recompute activations in the backward pass (Burn's gradient checkpointing).
+    /// Recompute activations in the backward pass, one layer at a time (training steps).
     #[arg(long)]
     checkpoint_activations: bool,
     /// Write the benchmark token files into this directory instead (from minilm, smollm2,
@@ -70,10 +70,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let workload = Workload::from_name(args.workload.as_deref().unwrap_or_default())?;
     let tokens_path = args.tokens.as_deref().expect("required by clap");
     let tokens = BenchTokens::read(tokens_path)?;
-    let mut device = lora_core::select_device(args.device.as_deref())?.autodiff();
-    if args.checkpoint_activations {
-        device = device.gradient_checkpointing();
-    }
+    let device = lora_core::select_device(args.device.as_deref())?.autodiff();
     let dtype = args.base_dtype;
     let mut model = match (&args.model, &args.config) {
         (Some(spec), _) => {
@@ -100,6 +97,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         warmup: args.warmup,
         repeats: args.repeats,
         new_tokens: args.new_tokens,
+        recompute_activations: args.checkpoint_activations,
     };
     let result = run_workload(workload, model, &tokens, &settings, &device)?;
     println!("{}", serde_json::to_string(&result)?);

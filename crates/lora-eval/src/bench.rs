@@ -17,8 +17,8 @@ use lora_data::EncodedBatch;
 use lora_data::sft::{IGNORE_INDEX, SftBatch};
 use lora_models::{DecoderForCausalLM, Encoder, GenerationConfig, KvCache};
 use lora_train::optim::{AccumulatedGrads, Optimizer, OptimizerConfig};
-use lora_train::sft::{decoder_batch, labelled_nll};
-use lora_train::task::nll_per_row;
+use lora_train::sft::{decoder_batch, sft_backward};
+use lora_train::task::classification_backward;
 use lora_train::{Method, SequenceClassifier, prepare_causal_lm, prepare_classifier};
 use serde::{Deserialize, Serialize};
 
@@ -265,6 +265,8 @@ pub struct BenchSettings {
     pub repeats: usize,
     /// New tokens of a decoding run.
     pub new_tokens: usize,
+    /// Training steps recompute activations layer by layer (`--checkpoint-activations`).
+    pub recompute_activations: bool,
 }
 
 impl Default for BenchSettings {
@@ -273,6 +275,7 @@ impl Default for BenchSettings {
             warmup: 2,
             repeats: 5,
             new_tokens: 64,
+            recompute_activations: false,
         }
     }
 }
@@ -457,10 +460,15 @@ fn encoder_workload(
             let mut optimizer = Optimizer::new(OptimizerConfig::default());
             let timed = timed(settings, device, || {
                 let current = model.take().expect("a model between steps");
-                let logits = current.classify(&batch)?;
-                let loss = nll_per_row(logits, labels.clone()).mean();
                 let mut grads = AccumulatedGrads::new();
-                grads.add(&current, loss.backward());
+                classification_backward(
+                    &current,
+                    &batch,
+                    labels.clone(),
+                    1.0,
+                    settings.recompute_activations,
+                    &mut grads,
+                )?;
                 grads.clip_global_norm(1.0);
                 model = Some(optimizer.step(current, lr, grads));
                 Ok(())
@@ -522,9 +530,14 @@ fn decoder_workload(
             let mut optimizer = Optimizer::new(OptimizerConfig::default());
             let timed = timed(settings, device, || {
                 let current = model.take().expect("a model between steps");
-                let loss = labelled_nll(&current, &batch, device)?.mean();
                 let mut grads = AccumulatedGrads::new();
-                grads.add(&current, loss.backward());
+                sft_backward(
+                    &current,
+                    &batch,
+                    1.0,
+                    settings.recompute_activations,
+                    &mut grads,
+                )?;
                 grads.clip_global_norm(1.0);
                 model = Some(optimizer.step(current, lr, grads));
                 Ok(())

@@ -66,7 +66,8 @@ pub use activation::Activation;
 pub use adaptable::load_seq_cls_adapter;
 pub use config_json::ConfigJson;
 pub use decoder::{
-    DecoderBatch, DecoderConfig, DecoderFamily, DecoderForCausalLM, GenerationConfig, KvCache,
+    DecoderBatch, DecoderConfig, DecoderFamily, DecoderForCausalLM, DecoderPass, GenerationConfig,
+    KvCache,
 };
 pub use encoder::{
     Encoder, EncoderConfig, EncoderFamily, EncoderForSequenceClassification, TokenBatch, mean_pool,

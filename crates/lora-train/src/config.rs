@@ -53,8 +53,11 @@ pub struct TrainConfig {
     /// `bf16`, `q8` or `q4`. The loader applies it; methods that train the base weights
     /// themselves (full fine-tuning, the last layers) need `f32`.
     pub base_dtype: lora_core::BaseDType,
-    /// Recompute activations in the backward pass instead of keeping them (Burn's gradient
-    /// checkpointing on the training device): less memory, more time per step.
+    /// Recompute activations in the backward pass instead of keeping them: the model runs
+    /// forward once without a graph keeping only each layer's input, then backward one layer
+    /// at a time ([`crate::layerwise`]); a language model's logits exist a few rows at a time.
+    /// Less memory, about one more forward pass per step. Needs a model that runs as a stack of
+    /// layers (the built-in encoders and decoders).
     pub checkpoint_activations: bool,
 }
 
@@ -85,15 +88,11 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// The training device for these settings: autodiff on `device`, with gradient
-    /// checkpointing when [`checkpoint_activations`](Self::checkpoint_activations) is set.
+    /// The training device for these settings: autodiff on `device`. (Activation
+    /// recomputation is the trainer's, layer by layer; Burn's graph-level checkpointing keeps
+    /// every matrix product's output, most of a transformer's activations, so it is not used.)
     pub fn train_device(&self, device: &burn::tensor::Device) -> burn::tensor::Device {
-        let device = device.clone().autodiff();
-        if self.checkpoint_activations {
-            device.gradient_checkpointing()
-        } else {
-            device
-        }
+        device.clone().autodiff()
     }
 
     /// The defaults with this method.

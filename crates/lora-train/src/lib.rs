@@ -14,6 +14,8 @@
 //!   accumulation, evaluation every epoch (and every N steps), early stopping, the best
 //!   checkpoint, and resumable checkpoints ([`checkpoint`]); it stops with a clear error when the
 //!   loss becomes NaN or infinite.
+//! - [`layerwise`] backpropagates a model one layer at a time, recomputing activations instead
+//!   of keeping them (`TrainConfig::checkpoint_activations`).
 //! - [`metrics`] scores classifiers (accuracy, precision, recall, F1, MCC) and language models
 //!   (perplexity).
 //!
@@ -22,6 +24,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod layerwise;
 pub mod memory;
 pub mod method;
 pub mod metrics;
@@ -42,5 +45,8 @@ pub use model::{CausalLm, FineTune, SequenceClassifier, TokenBatch, token_batch}
 pub use optim::{OptimizerConfig, OptimizerKind};
 pub use schedule::LrSchedule;
 pub use sft::SftTask;
-pub use task::{CausalLmTask, ClassificationTask, EvalMetrics, TrainTask, evaluate_classifier};
+pub use task::{
+    BatchLoss, BatchStats, CausalLmTask, ClassificationTask, EvalMetrics, TrainTask,
+    evaluate_classifier,
+};
 pub use trainer::{StopReason, TrainOutcome, Trainer};

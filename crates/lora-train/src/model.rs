@@ -49,15 +49,26 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::ops::Range;
+
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use lora_core::BottleneckAdapterConfig;
-use lora_models::{DecoderBatch, DecoderForCausalLM, EncoderForSequenceClassification};
+use lora_models::encoder::EncoderLayer;
+use lora_models::{
+    DecoderBatch, DecoderForCausalLM, DecoderPass, EncoderForSequenceClassification, KvCache,
+};
 use lora_surgery::Adaptable;
 
 pub use lora_models::TokenBatch;
 
 use crate::error::{Result, TrainError};
+use crate::layerwise::{LayerStack, backward_by_layers, rows_per_chunk};
+use crate::optim::AccumulatedGrads;
+
+/// Logits of a language model per chunk of this many values at most when its loss is
+/// backpropagated layer by layer (32 MiB of `f32`).
+const LOGITS_PER_CHUNK: usize = 1 << 23;
 
 /// What the fine-tuning methods need to know about a model beyond its adaptable layers.
 pub trait FineTune: Module + Adaptable {
@@ -104,6 +115,21 @@ pub trait SequenceClassifier: FineTune {
 
     /// Number of labels.
     fn num_labels(&self) -> usize;
+
+    /// Backpropagates `weight ×` the loss of `batch` layer by layer, recomputing each layer's
+    /// activations instead of keeping them (see [`layerwise`](crate::layerwise)), into `grads`,
+    /// and returns the loss. `loss` maps the logits of a range of batch rows to their part of
+    /// the batch's loss. `Ok(None)`: this model cannot run layer by layer (the default).
+    fn classify_backward_by_layers(
+        &self,
+        batch: &TokenBatch,
+        weight: f64,
+        loss: &mut dyn FnMut(Tensor<2>, Range<usize>) -> Result<Tensor<1>>,
+        grads: &mut AccumulatedGrads,
+    ) -> Result<Option<f64>> {
+        let _ = (batch, weight, loss, grads);
+        Ok(None)
+    }
 }
 
 /// A causal language model: what [`CausalLmTask`](crate::CausalLmTask) and
@@ -121,6 +147,23 @@ pub trait CausalLm: FineTune {
         Ok(logits
             .reshape([b * s, v])
             .select(0, index_tensor(positions, &batch.input_ids.device())))
+    }
+
+    /// Backpropagates `weight ×` the loss of `batch` layer by layer, recomputing each layer's
+    /// activations instead of keeping them (see [`layerwise`](crate::layerwise)), into `grads`,
+    /// and returns the loss. `loss` maps the logits `[rows, seq, vocab]` of a range of batch
+    /// rows to their part of the batch's loss; it is called for a few rows at a time, so that
+    /// the whole batch's logits never exist at once. `Ok(None)`: this model cannot run layer by
+    /// layer (the default).
+    fn lm_backward_by_layers(
+        &self,
+        batch: &DecoderBatch,
+        weight: f64,
+        loss: &mut dyn FnMut(Tensor<3>, Range<usize>) -> Result<Tensor<1>>,
+        grads: &mut AccumulatedGrads,
+    ) -> Result<Option<f64>> {
+        let _ = (batch, weight, loss, grads);
+        Ok(None)
     }
 }
 
@@ -166,6 +209,43 @@ impl SequenceClassifier for EncoderForSequenceClassification {
     fn num_labels(&self) -> usize {
         EncoderForSequenceClassification::num_labels(self)
     }
+
+    fn classify_backward_by_layers(
+        &self,
+        batch: &TokenBatch,
+        weight: f64,
+        loss: &mut dyn FnMut(Tensor<2>, Range<usize>) -> Result<Tensor<1>>,
+        grads: &mut AccumulatedGrads,
+    ) -> Result<Option<f64>> {
+        let rows = batch.input_ids.dims()[0];
+        let mut head = |hidden: Tensor<3>, range: Range<usize>| loss(self.head(hidden)?, range);
+        backward_by_layers(self, batch, weight, rows, &mut head, grads).map(Some)
+    }
+}
+
+impl LayerStack for EncoderForSequenceClassification {
+    type Input = TokenBatch;
+    type Pass = Option<Tensor<4>>;
+    type Layer = EncoderLayer;
+
+    fn begin(&self, input: &TokenBatch) -> Result<(Tensor<3>, Self::Pass)> {
+        let mask = self.encoder.attention_mask(input)?;
+        Ok((self.encoder.embed(input), mask))
+    }
+
+    fn layers(&self) -> &[EncoderLayer] {
+        &self.encoder.layers
+    }
+
+    fn layer_forward(
+        &self,
+        _index: usize,
+        layer: &EncoderLayer,
+        x: Tensor<3>,
+        mask: &Self::Pass,
+    ) -> Tensor<3> {
+        self.encoder.layer_forward(layer, x, mask.as_ref())
+    }
 }
 
 impl FineTune for DecoderForCausalLM {
@@ -195,7 +275,7 @@ impl CausalLm for DecoderForCausalLM {
     }
 
     fn lm_logits_at(&self, batch: &DecoderBatch, positions: &[usize]) -> Result<Tensor<2>> {
-        let hidden = self.hidden_states(batch, &mut lora_models::KvCache::new())?;
+        let hidden = self.hidden_states(batch, &mut KvCache::new())?;
         let [b, s, d] = hidden.dims();
         let picked = hidden
             .reshape([b * s, d])
@@ -203,6 +283,46 @@ impl CausalLm for DecoderForCausalLM {
         let n = positions.len();
         let logits = self.logits(picked.reshape([1, n, d]));
         Ok(logits.reshape([n, self.config().vocab_size]))
+    }
+
+    fn lm_backward_by_layers(
+        &self,
+        batch: &DecoderBatch,
+        weight: f64,
+        loss: &mut dyn FnMut(Tensor<3>, Range<usize>) -> Result<Tensor<1>>,
+        grads: &mut AccumulatedGrads,
+    ) -> Result<Option<f64>> {
+        let seq = batch.input_ids.dims()[1];
+        let chunk = rows_per_chunk(seq, self.config().vocab_size, LOGITS_PER_CHUNK);
+        let mut head = |last: Tensor<3>, range: Range<usize>| {
+            loss(self.logits(self.norm.forward(last)), range)
+        };
+        backward_by_layers(self, batch, weight, chunk, &mut head, grads).map(Some)
+    }
+}
+
+impl LayerStack for DecoderForCausalLM {
+    type Input = DecoderBatch;
+    type Pass = DecoderPass;
+    type Layer = lora_models::decoder::DecoderLayer;
+
+    fn begin(&self, input: &DecoderBatch) -> Result<(Tensor<3>, DecoderPass)> {
+        let pass = DecoderPass::new(self.config(), input, 0)?;
+        Ok((self.embed(input, &pass), pass))
+    }
+
+    fn layers(&self) -> &[Self::Layer] {
+        &self.layers
+    }
+
+    fn layer_forward(
+        &self,
+        index: usize,
+        layer: &Self::Layer,
+        x: Tensor<3>,
+        pass: &DecoderPass,
+    ) -> Tensor<3> {
+        DecoderForCausalLM::layer_forward(self, index, layer, x, pass, &mut None)
     }
 }
 

@@ -230,6 +230,11 @@ impl AccumulatedGrads {
         module.visit(&mut visitor);
     }
 
+    /// The summed gradient of parameter `id`, flattened, if it has one.
+    pub fn get(&self, id: &ParamId) -> Option<&Tensor<1>> {
+        self.grads.get(id)
+    }
+
     /// Whether no gradient was collected.
     pub fn is_empty(&self) -> bool {
         self.grads.is_empty()

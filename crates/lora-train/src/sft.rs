@@ -4,6 +4,7 @@
 //! and rows may pack several examples whose attention never crosses an example boundary.
 
 use std::marker::PhantomData;
+use std::ops::Range;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use lora_data::sft::{SftBatch, SftEncoded, collate_rows, pack_rows};
@@ -13,7 +14,10 @@ use lora_surgery::TaskType;
 use crate::error::{Result, TrainError};
 use crate::metrics::perplexity;
 use crate::model::CausalLm;
-use crate::task::{BatchLoss, EvalMetrics, TrainTask, model_device, nll_per_row};
+use crate::optim::AccumulatedGrads;
+use crate::task::{
+    BatchLoss, BatchStats, EvalMetrics, TrainTask, model_device, nll_per_row, not_layerwise,
+};
 
 /// Supervised fine-tuning data for a [`CausalLm`] (by default a built-in decoder).
 pub struct SftTask<M = DecoderForCausalLM> {
@@ -105,6 +109,63 @@ pub fn labelled_nll<M: CausalLm>(
     batch: &SftBatch,
     device: &Device,
 ) -> Result<Tensor<1>> {
+    let (positions, targets) = labelled_positions(batch)?;
+    let logits = model.lm_logits_at(&decoder_batch(batch, device), &positions)?;
+    let n = targets.len();
+    let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), device);
+    Ok(nll_per_row(logits, targets))
+}
+
+/// Backpropagates `weight ×` TRL's loss of `batch` (the mean of [`labelled_nll`]) into `grads`
+/// and returns the loss: through one graph, or with `recompute` layer by layer
+/// ([`crate::layerwise`]), the logits of a few rows at a time.
+pub fn sft_backward<M: CausalLm>(
+    model: &M,
+    batch: &SftBatch,
+    weight: f64,
+    recompute: bool,
+    grads: &mut AccumulatedGrads,
+) -> Result<f64> {
+    let device = model_device(model)?;
+    if !recompute {
+        let loss = BatchLoss {
+            loss: labelled_nll(model, batch, &device)?.mean(),
+            examples: batch.batch,
+            tokens: batch.tokens(),
+        };
+        return Ok(loss.backward(model, weight, grads).loss);
+    }
+    let (positions, targets) = labelled_positions(batch)?;
+    let (seq, count) = (batch.seq, targets.len() as f64);
+    let mut loss = |logits: Tensor<3>, rows: Range<usize>| {
+        let [k, s, vocab] = logits.dims();
+        let rows_positions = (rows.start * seq)..(rows.end * seq);
+        let (local, picked): (Vec<i64>, Vec<i64>) = positions
+            .iter()
+            .zip(&targets)
+            .filter(|(p, _)| rows_positions.contains(p))
+            .map(|(&p, &t)| ((p - rows_positions.start) as i64, t))
+            .unzip();
+        let logits = logits.reshape([k * s, vocab]);
+        if local.is_empty() {
+            // No labelled token in these rows: a zero that still reaches their inputs.
+            return Ok(logits.sum().mul_scalar(0.0));
+        }
+        let n = local.len();
+        let device = logits.device();
+        let local = Tensor::<1, Int>::from_data(TensorData::new(local, [n]), &device);
+        let picked = Tensor::<1, Int>::from_data(TensorData::new(picked, [n]), &device);
+        Ok(nll_per_row(logits.select(0, local), picked)
+            .sum()
+            .div_scalar(count))
+    };
+    model
+        .lm_backward_by_layers(&decoder_batch(batch, &device), weight, &mut loss, grads)?
+        .ok_or_else(|| not_layerwise("language model", "CausalLm::lm_backward_by_layers"))
+}
+
+/// The flattened positions (`row · seq + t`) whose next token is labelled, and those labels.
+fn labelled_positions(batch: &SftBatch) -> Result<(Vec<usize>, Vec<i64>)> {
     let (rows, seq) = (batch.batch, batch.seq);
     let mut positions = Vec::new();
     let mut targets = Vec::new();
@@ -122,10 +183,7 @@ pub fn labelled_nll<M: CausalLm>(
             "a batch has no labelled token (every label is -100)".into(),
         ));
     }
-    let logits = model.lm_logits_at(&decoder_batch(batch, device), &positions)?;
-    let n = targets.len();
-    let targets = Tensor::<1, Int>::from_data(TensorData::new(targets, [n]), device);
-    Ok(nll_per_row(logits, targets))
+    Ok((positions, targets))
 }
 
 impl<M: CausalLm> TrainTask for SftTask<M> {
@@ -153,6 +211,23 @@ impl<M: CausalLm> TrainTask for SftTask<M> {
         let nll = labelled_nll(model, &batch, &device)?;
         Ok(BatchLoss {
             loss: nll.mean(),
+            examples: rows.iter().map(Vec::len).sum(),
+            tokens: batch.tokens(),
+        })
+    }
+
+    fn backward(
+        &self,
+        model: &Self::Model,
+        indices: &[usize],
+        weight: f64,
+        recompute: bool,
+        grads: &mut AccumulatedGrads,
+    ) -> Result<BatchStats> {
+        let rows: Vec<Vec<usize>> = indices.iter().map(|&i| self.rows[i].clone()).collect();
+        let batch = collate_rows(&self.train, &rows, self.pad_id);
+        Ok(BatchStats {
+            loss: sft_backward(model, &batch, weight, recompute, grads)?,
             examples: rows.iter().map(Vec::len).sum(),
             tokens: batch.tokens(),
         })

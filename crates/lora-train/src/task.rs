@@ -2,6 +2,7 @@
 //! classification ([`ClassificationTask`]) and causal language modelling ([`CausalLmTask`]).
 
 use std::marker::PhantomData;
+use std::ops::Range;
 
 use burn::module::Module;
 use burn::tensor::activation::log_softmax;
@@ -15,7 +16,8 @@ use tokenizers::Tokenizer;
 
 use crate::error::{Result, TrainError};
 use crate::metrics::{ClassificationMetrics, ConfusionMatrix, perplexity};
-use crate::model::{CausalLm, SequenceClassifier, token_batch};
+use crate::model::{CausalLm, SequenceClassifier, TokenBatch, token_batch};
+use crate::optim::AccumulatedGrads;
 
 /// The loss of one batch, with what it covered.
 pub struct BatchLoss {
@@ -25,6 +27,35 @@ pub struct BatchLoss {
     pub examples: usize,
     /// Real tokens in the batch.
     pub tokens: usize,
+}
+
+/// What one micro-batch's backward pass covered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchStats {
+    /// Mean loss over the batch (without the weight it was backpropagated with).
+    pub loss: f64,
+    /// Examples (sequences) in the batch.
+    pub examples: usize,
+    /// Real tokens in the batch.
+    pub tokens: usize,
+}
+
+impl BatchLoss {
+    /// Backpropagates `weight ×` this loss through one graph over `model` into `grads`.
+    pub fn backward<M: Module>(
+        self,
+        model: &M,
+        weight: f64,
+        grads: &mut AccumulatedGrads,
+    ) -> BatchStats {
+        let loss = self.loss.clone().into_scalar::<f32>() as f64;
+        grads.add(model, self.loss.mul_scalar(weight).backward());
+        BatchStats {
+            loss,
+            examples: self.examples,
+            tokens: self.tokens,
+        }
+    }
 }
 
 /// Held-out metrics of one evaluation.
@@ -96,6 +127,28 @@ pub trait TrainTask {
     /// The mean loss over the training examples at `indices`, on the model's device.
     fn loss(&self, model: &Self::Model, indices: &[usize]) -> Result<BatchLoss>;
 
+    /// Backpropagates `weight ×` the mean loss over the training examples at `indices` into
+    /// `grads`. With `recompute` (`TrainConfig::checkpoint_activations`), layer by layer,
+    /// recomputing each layer's activations instead of keeping them ([`crate::layerwise`]).
+    /// The default runs [`loss`](Self::loss) through one graph and refuses `recompute`.
+    fn backward(
+        &self,
+        model: &Self::Model,
+        indices: &[usize],
+        weight: f64,
+        recompute: bool,
+        grads: &mut AccumulatedGrads,
+    ) -> Result<BatchStats> {
+        if recompute {
+            return Err(TrainError::Config(
+                "this task cannot recompute activations layer by layer \
+                 (--checkpoint-activations); train without it"
+                    .into(),
+            ));
+        }
+        Ok(self.loss(model, indices)?.backward(model, weight, grads))
+    }
+
     /// Metrics on the held-out (dev) data, for a model in evaluation mode.
     fn evaluate(&self, model: &Self::Model, batch_size: usize) -> Result<EvalMetrics>;
 }
@@ -107,6 +160,16 @@ pub fn model_device<M: Module>(model: &M) -> Result<Device> {
         .into_iter()
         .next()
         .ok_or_else(|| TrainError::Config("the model has no parameters".into()))
+}
+
+/// The error for a model that cannot run layer by layer when `--checkpoint-activations` asks
+/// for it.
+pub(crate) fn not_layerwise(kind: &str, method: &str) -> TrainError {
+    TrainError::Config(format!(
+        "--checkpoint-activations recomputes activations one layer at a time, which this {kind} \
+         cannot do (the built-in encoders and decoders can; a model of your own implements \
+         `{method}`); train without it"
+    ))
 }
 
 /// Negative log-likelihood of `targets` under `logits` (`[n, classes]`), one value per row.
@@ -230,9 +293,65 @@ impl<M: SequenceClassifier> TrainTask for ClassificationTask<M> {
         })
     }
 
+    fn backward(
+        &self,
+        model: &Self::Model,
+        indices: &[usize],
+        weight: f64,
+        recompute: bool,
+        grads: &mut AccumulatedGrads,
+    ) -> Result<BatchStats> {
+        let device = model_device(model)?;
+        let (encoded, labels) = collate(&self.train, indices, self.pad_id);
+        let batch = token_batch(&encoded, &device)?;
+        let n = indices.len();
+        let labels = int_tensor(labels, &device);
+        let loss = classification_backward(model, &batch, labels, weight, recompute, grads)?;
+        Ok(BatchStats {
+            loss,
+            examples: n,
+            tokens: encoded.tokens(),
+        })
+    }
+
     fn evaluate(&self, model: &Self::Model, batch_size: usize) -> Result<EvalMetrics> {
         evaluate_classifier(model, &self.dev, self.num_labels, self.pad_id, batch_size)
     }
+}
+
+/// Backpropagates `weight ×` the mean cross-entropy of `model`'s logits for `batch` against
+/// `labels` into `grads` and returns it: through one graph, or with `recompute` layer by layer
+/// ([`crate::layerwise`]).
+pub fn classification_backward<M: SequenceClassifier>(
+    model: &M,
+    batch: &TokenBatch,
+    labels: Tensor<1, Int>,
+    weight: f64,
+    recompute: bool,
+    grads: &mut AccumulatedGrads,
+) -> Result<f64> {
+    let n = labels.dims()[0];
+    if !recompute {
+        let loss = BatchLoss {
+            loss: nll_per_row(model.classify(batch)?, labels).mean(),
+            examples: n,
+            tokens: 0,
+        };
+        return Ok(loss.backward(model, weight, grads).loss);
+    }
+    let mut loss = |logits: Tensor<2>, rows: Range<usize>| {
+        Ok(nll_per_row(logits, labels.clone().slice([rows]))
+            .sum()
+            .div_scalar(n as f64))
+    };
+    model
+        .classify_backward_by_layers(batch, weight, &mut loss, grads)?
+        .ok_or_else(|| {
+            not_layerwise(
+                "classifier",
+                "SequenceClassifier::classify_backward_by_layers",
+            )
+        })
 }
 
 /// Causal language modelling on fixed-length token blocks with any [`CausalLm`] (by default a
@@ -301,13 +420,18 @@ impl<M: CausalLm> CausalLmTask<M> {
         self.train.len()
     }
 
-    fn block_nll(model: &M, blocks: &[&Vec<u32>], device: &Device) -> Result<Tensor<1>> {
+    fn block_ids(blocks: &[&Vec<u32>], device: &Device) -> Tensor<2, Int> {
         let (b, len) = (blocks.len(), blocks[0].len());
         let ids: Vec<i64> = blocks
             .iter()
             .flat_map(|blk| blk.iter().map(|&t| t as i64))
             .collect();
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [b, len]), device);
+        Tensor::<2, Int>::from_data(TensorData::new(ids, [b, len]), device)
+    }
+
+    fn block_nll(model: &M, blocks: &[&Vec<u32>], device: &Device) -> Result<Tensor<1>> {
+        let (b, len) = (blocks.len(), blocks[0].len());
+        let ids = Self::block_ids(blocks, device);
         let logits = model.lm_logits(&DecoderBatch::ids(ids.clone().slice([0..b, 0..len - 1])))?;
         let vocab = logits.dims()[2];
         let targets = ids.slice([0..b, 1..len]).reshape([b * (len - 1)]);
@@ -337,6 +461,40 @@ impl<M: CausalLm> TrainTask for CausalLmTask<M> {
         Ok(BatchLoss {
             loss: nll.mean(),
             examples: indices.len(),
+            tokens: blocks.iter().map(|b| b.len()).sum(),
+        })
+    }
+
+    fn backward(
+        &self,
+        model: &Self::Model,
+        indices: &[usize],
+        weight: f64,
+        recompute: bool,
+        grads: &mut AccumulatedGrads,
+    ) -> Result<BatchStats> {
+        if !recompute {
+            return Ok(self.loss(model, indices)?.backward(model, weight, grads));
+        }
+        let device = model_device(model)?;
+        let blocks: Vec<&Vec<u32>> = indices.iter().map(|&i| &self.train[i]).collect();
+        let (b, len) = (blocks.len(), blocks[0].len());
+        let ids = Self::block_ids(&blocks, &device);
+        let inputs = DecoderBatch::ids(ids.clone().slice([0..b, 0..len - 1]));
+        let count = (b * (len - 1)) as f64;
+        let mut loss = |logits: Tensor<3>, rows: Range<usize>| {
+            let [k, s, vocab] = logits.dims();
+            let targets = ids.clone().slice([rows, 1..len]).reshape([k * s]);
+            Ok(nll_per_row(logits.reshape([k * s, vocab]), targets)
+                .sum()
+                .div_scalar(count))
+        };
+        let loss = model
+            .lm_backward_by_layers(&inputs, weight, &mut loss, grads)?
+            .ok_or_else(|| not_layerwise("language model", "CausalLm::lm_backward_by_layers"))?;
+        Ok(BatchStats {
+            loss,
+            examples: b,
             tokens: blocks.iter().map(|b| b.len()).sum(),
         })
     }

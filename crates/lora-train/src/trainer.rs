@@ -27,7 +27,7 @@ use crate::memory::{MemoryBreakdown, current_rss_bytes, peak_rss_bytes, reset_pe
 use crate::method::ADAPTER_NAME;
 use crate::optim::{AccumulatedGrads, Optimizer};
 use crate::params::{load_tensors, param_infos, trainable_tensors};
-use crate::task::{BatchLoss, EvalMetrics, TrainTask};
+use crate::task::{BatchStats, EvalMetrics, TrainTask};
 
 /// Why a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,13 +348,21 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
                 let group_examples: usize = group.iter().map(Vec::len).sum();
                 let mut grads = AccumulatedGrads::new();
                 let (mut loss_sum, mut tokens) = (0.0, 0);
+                // Each micro-batch's mean loss weighs by its share of the group's rows (training
+                // examples, or packed rows), so the weights add up to one.
                 for batch in group {
-                    let BatchLoss {
-                        loss,
-                        examples,
+                    let weight = batch.len() as f64 / group_examples as f64;
+                    let BatchStats {
+                        loss: value,
                         tokens: t,
-                    } = self.task.loss(&model, batch)?;
-                    let value = loss.clone().into_scalar::<f32>() as f64;
+                        ..
+                    } = self.task.backward(
+                        &model,
+                        batch,
+                        weight,
+                        config.checkpoint_activations,
+                        &mut grads,
+                    )?;
                     if !value.is_finite() {
                         return Err(TrainError::NonFiniteLoss {
                             loss: value,
@@ -363,9 +371,7 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
                             checkpoint: existing_dir(&self.checkpoint_dir()),
                         });
                     }
-                    let weight = examples as f64 / group_examples as f64;
-                    grads.add(&model, loss.mul_scalar(weight).backward());
-                    loss_sum += value * examples as f64;
+                    loss_sum += value * batch.len() as f64;
                     tokens += t;
                 }
                 if let Some(max_norm) = config.max_grad_norm {

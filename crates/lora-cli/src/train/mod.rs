@@ -41,8 +41,8 @@ pub struct TrainArgs {
     /// frozen base; adapters, norms and heads stay f32). lora, adapter-h/-l, bitfit, head-only.
     #[arg(long)]
     base_dtype: Option<lora_core::BaseDType>,
-    /// Recompute activations in the backward pass instead of keeping them (less memory, more
-    /// time per step).
+    /// Recompute activations in the backward pass instead of keeping them, one layer at a time
+    /// (less memory, about one more forward pass per step).
     #[arg(long)]
     checkpoint_activations: bool,
     /// A built-in task: movie-sentiment, bbc-news (classification), bbc-headlines,

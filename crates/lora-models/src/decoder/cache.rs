@@ -7,7 +7,7 @@ use burn::tensor::Tensor;
 /// One layer's cached keys and values, `[batch, kv_heads, capacity, head_dim]`, of which the
 /// first `len` positions are filled.
 #[derive(Debug, Clone)]
-pub(crate) struct LayerCache {
+pub struct LayerCache {
     keys: Tensor<4>,
     values: Tensor<4>,
     len: usize,

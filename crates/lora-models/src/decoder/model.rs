@@ -7,11 +7,12 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use lora_core::{BaseDType, BottleneckAdapter, LoraLinear};
 
 use super::cache::{KvCache, LayerCache, extend};
-use super::config::{DecoderConfig, DecoderFamily, LayerKind, Positions};
+use super::config::{DecoderConfig, DecoderFamily, Positions};
 use super::names::DecoderNames;
+use super::pass::DecoderPass;
 use crate::error::{ModelError, Result};
 use crate::export::{NamedHostTensors, embedding_tensor, linear_tensors_oriented, norm_tensors};
-use crate::layers::attention::{MaskSpec, attend};
+use crate::layers::attention::attend;
 use crate::layers::norm::Norm;
 use crate::layers::rope::apply_rope;
 use crate::weights::{StoredAs, WeightSource, load_embedding, load_linear_oriented, load_norm};
@@ -319,117 +320,61 @@ impl DecoderForCausalLM {
     /// The final hidden states `[batch, seq, hidden]` after the final norm (the input of the
     /// head), appending keys and values to `cache`.
     pub fn hidden_states(&self, batch: &DecoderBatch, cache: &mut KvCache) -> Result<Tensor<3>> {
-        let config = &self.config;
-        let [rows, seq] = batch.input_ids.dims();
-        let past = cache.len();
-        if seq == 0 {
-            return Err(ModelError::Input("empty input sequence".into()));
-        }
-        let positions: Vec<usize> = if batch.positions.is_empty() {
-            (0..rows).flat_map(|_| past..past + seq).collect()
-        } else if batch.positions.len() == rows * seq {
-            batch.positions.clone()
-        } else {
-            return Err(ModelError::Input(format!(
-                "{} position ids for a batch of {rows} × {seq} tokens",
-                batch.positions.len()
-            )));
-        };
-        let max_position = positions.iter().copied().max().unwrap_or(0);
-        if max_position >= config.max_position_embeddings
-            && matches!(config.positions, Positions::Learned(_))
-        {
-            return Err(ModelError::Input(format!(
-                "position {max_position} is past the {} learned positions of this model",
-                config.max_position_embeddings
-            )));
-        }
-        let keys = past + seq;
-        let bad_rows = |lens: Vec<usize>| {
-            !lens.is_empty() && (lens.len() != rows || lens.iter().any(|&l| l != keys))
-        };
-        if bad_rows(batch.key_padding.iter().map(Vec::len).collect())
-            || bad_rows(batch.segments.iter().map(Vec::len).collect())
-        {
-            return Err(ModelError::Input(format!(
-                "key_padding and segments must have {rows} rows of {keys} keys"
-            )));
-        }
-        let device = batch.input_ids.device();
-        // Positions shared by every row need one table row, not one per batch row.
-        let shared = batch.positions.is_empty();
-        let table_rows = if shared { 1 } else { rows };
-        let table_positions = if shared {
-            &positions[..seq]
-        } else {
-            &positions[..]
-        };
-        let (full_tables, sliding_tables) = match &config.positions {
-            Positions::Learned(_) => (None, None),
-            Positions::Rope { full, sliding } => (
-                Some(full.tables(table_positions, table_rows, &device)),
-                sliding
-                    .as_ref()
-                    .map(|r| r.tables(table_positions, table_rows, &device)),
-            ),
-        };
-        let mask = |window: Option<usize>| {
-            MaskSpec {
-                causal: true,
-                window,
-                key_padding: batch.key_padding.clone(),
-                segments: batch.segments.clone(),
-            }
-            .build(rows, past, seq, &device)
-        };
-        let full_mask = mask(None);
-        let sliding_mask = config
-            .layer_kinds
-            .contains(&LayerKind::Sliding)
-            .then(|| mask(config.sliding_window))
-            .flatten();
+        let pass = DecoderPass::new(&self.config, batch, cache.len())?;
         if cache.layers.len() != self.layers.len() {
             cache.layers = vec![None; self.layers.len()];
         }
+        let mut x = self.embed(batch, &pass);
+        for (i, (layer, entry)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
+            x = self.layer_forward(i, layer, x, &pass, entry);
+        }
+        Ok(self.norm.forward(x))
+    }
+
+    /// The hidden states entering the first layer, `[batch, seq, hidden]`: token embeddings
+    /// (scaled, plus learned positions where the family has them).
+    pub fn embed(&self, batch: &DecoderBatch, pass: &DecoderPass) -> Tensor<3> {
         let mut x = self.embed_tokens.forward(batch.input_ids.clone());
-        if let Some(scale) = config.embed_scale {
+        if let Some(scale) = self.config.embed_scale {
             x = x.mul_scalar(scale);
         }
         if let Some(wpe) = &self.embed_positions {
-            let ids: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
-            let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows, seq]), &device);
-            x = x + wpe.forward(ids);
+            x = x + wpe.forward(pass.position_ids());
         }
-        for (i, (layer, entry)) in self.layers.iter().zip(cache.layers.iter_mut()).enumerate() {
-            let sliding = config.layer_kinds[i] == LayerKind::Sliding;
-            let (tables, mask) = if sliding {
-                (
-                    sliding_tables.as_ref().or(full_tables.as_ref()),
-                    sliding_mask.as_ref().or(full_mask.as_ref()),
-                )
-            } else {
-                (full_tables.as_ref(), full_mask.as_ref())
-            };
-            let h = layer.input_norm.forward(x.clone());
-            let mut a = self.attention(i, &layer.self_attn, h, tables, mask, entry);
-            if let Some(norm) = &layer.post_attention_norm {
-                a = norm.forward(a);
-            }
-            if let Some(adapter) = &layer.attention_adapter {
-                a = adapter.forward(a);
-            }
-            x = x + a;
-            let h = layer.pre_mlp_norm.forward(x.clone());
-            let mut m = self.mlp(&layer.mlp, h);
-            if let Some(norm) = &layer.post_mlp_norm {
-                m = norm.forward(m);
-            }
-            if let Some(adapter) = &layer.ffn_adapter {
-                m = adapter.forward(m);
-            }
-            x = x + m;
+        x
+    }
+
+    /// Runs `layer` as the model's layer `index` on `x` (`[batch, seq, hidden]`, the previous
+    /// layer's output), appending its keys and values to `cache`. `layer` is normally
+    /// `&self.layers[index]`; layer-wise recomputation passes a copy whose trainable parameters
+    /// are detached.
+    pub fn layer_forward(
+        &self,
+        index: usize,
+        layer: &DecoderLayer,
+        x: Tensor<3>,
+        pass: &DecoderPass,
+        cache: &mut Option<LayerCache>,
+    ) -> Tensor<3> {
+        let (tables, mask) = pass.for_layer(self.config.layer_kinds[index]);
+        let h = layer.input_norm.forward(x.clone());
+        let mut a = self.attention(index, &layer.self_attn, h, tables, mask, cache);
+        if let Some(norm) = &layer.post_attention_norm {
+            a = norm.forward(a);
         }
-        Ok(self.norm.forward(x))
+        if let Some(adapter) = &layer.attention_adapter {
+            a = adapter.forward(a);
+        }
+        let x = x + a;
+        let h = layer.pre_mlp_norm.forward(x.clone());
+        let mut m = self.mlp(&layer.mlp, h);
+        if let Some(norm) = &layer.post_mlp_norm {
+            m = norm.forward(m);
+        }
+        if let Some(adapter) = &layer.ffn_adapter {
+            m = adapter.forward(m);
+        }
+        x + m
     }
 
     /// Output logits from final hidden states (the head, then Gemma's soft-capping).

@@ -255,7 +255,9 @@ impl Encoder {
         self.config.family.names()
     }
 
-    fn embed(&self, input: &TokenBatch) -> Tensor<3> {
+    /// The hidden states entering the first layer: word, position and token-type embeddings,
+    /// normalised (and dropped out in training).
+    pub fn embed(&self, input: &TokenBatch) -> Tensor<3> {
         let [batch, seq] = input.input_ids.dims();
         let device = input.input_ids.device();
         let positions = if self.config.family.padding_aware_positions() {
@@ -280,6 +282,17 @@ impl Encoder {
 
     /// The last hidden state `[batch, seq, hidden]`.
     pub fn forward(&self, input: &TokenBatch) -> Result<Tensor<3>> {
+        let mask = self.attention_mask(input)?;
+        let mut x = self.embed(input);
+        for layer in &self.layers {
+            x = self.layer_forward(layer, x, mask.as_ref());
+        }
+        Ok(x)
+    }
+
+    /// Checks the batch's length against the model's positions and builds the additive
+    /// attention mask of its padding (`None`: no padding), shared by every layer.
+    pub fn attention_mask(&self, input: &TokenBatch) -> Result<Option<Tensor<4>>> {
         let [batch, seq] = input.input_ids.dims();
         let offset = if self.config.family.padding_aware_positions() {
             self.config.pad_token_id + 1
@@ -304,19 +317,16 @@ impl Encoder {
             .chunks(seq.max(1))
             .map(|row| row.iter().map(|&m| m != 0).collect())
             .collect();
-        let mask = MaskSpec {
+        Ok(MaskSpec {
             key_padding,
             ..Default::default()
         }
-        .build(batch, 0, seq, &device);
-        let mut x = self.embed(input);
-        for layer in &self.layers {
-            x = self.layer_forward(layer, x, mask.as_ref());
-        }
-        Ok(x)
+        .build(batch, 0, seq, &device))
     }
 
-    fn layer_forward(
+    /// Runs `layer` (one of [`Encoder::layers`], or a copy of one) on `x`, `[batch, seq, hidden]`,
+    /// with the mask of [`Encoder::attention_mask`].
+    pub fn layer_forward(
         &self,
         layer: &EncoderLayer,
         x: Tensor<3>,
@@ -541,7 +551,12 @@ impl EncoderForSequenceClassification {
 
     /// Logits `[batch, num_labels]`.
     pub fn forward(&self, input: &TokenBatch) -> Result<Tensor<2>> {
-        let hidden = self.encoder.forward(input)?;
+        self.head(self.encoder.forward(input)?)
+    }
+
+    /// Logits `[batch, num_labels]` from the encoder's last hidden state: the family's pooling
+    /// and classifier.
+    pub fn head(&self, hidden: Tensor<3>) -> Result<Tensor<2>> {
         let pooled = match self.encoder.config.family {
             EncoderFamily::Bert => self.encoder.pool(hidden)?,
             EncoderFamily::Roberta | EncoderFamily::XlmRoberta => {
