@@ -137,8 +137,8 @@ impl BaseDType {
 }
 
 /// A block scheme of `value` for a 2-D tensor with `rows` rows: blocks of up to
-/// [`QUANT_BLOCK`] rows by one column, `f32` scales, values stored one per byte (the layout
-/// Burn's CPU backends compute with).
+/// [`QUANT_BLOCK`] rows by one column, `f32` scales, Burn's native store (values one per byte;
+/// the patched flex backend packs 4-bit values two per byte in memory).
 pub fn block_scheme(value: QuantValue, rows: usize) -> QuantScheme {
     let mut block = QUANT_BLOCK;
     while block > 1 && !rows.is_multiple_of(block) {
@@ -164,11 +164,9 @@ pub fn widen<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
 pub fn stored_bytes(dtype: DType, elements: usize) -> usize {
     match dtype {
         DType::QFloat(scheme) => {
-            let per_value = match scheme.store {
-                // Burn's CPU backends keep 4-bit values one per byte.
-                QuantStore::Native => 8,
-                _ => scheme.size_bits_value(),
-            };
+            // Packed stores hold their bits; a native 4-bit store too, on the one backend that
+            // holds q4 (flex, patched to pack two values per byte).
+            let per_value = scheme.size_bits_value();
             let blocks = scheme
                 .block_size()
                 .map(|b| elements / b.num_elements().max(1))
@@ -254,6 +252,8 @@ mod tests {
     fn stored_bytes_count_values_and_scales() {
         let q8 = DType::QFloat(BaseDType::Q8.scheme(64).unwrap());
         assert_eq!(stored_bytes(q8, 64 * 64), 64 * 64 + 128 * 4);
+        let q4 = DType::QFloat(BaseDType::Q4.scheme(64).unwrap());
+        assert_eq!(stored_bytes(q4, 64 * 64), 64 * 64 / 2 + 128 * 4);
         assert_eq!(stored_bytes(DType::BF16, 10), 20);
         assert_eq!(stored_bytes(DType::F32, 10), 40);
     }

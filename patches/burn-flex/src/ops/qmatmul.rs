@@ -12,6 +12,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use crate::FlexQTensor;
+use crate::qtensor::QValues;
 
 /// Rows of `x` up to which [`matmul_small`] beats expanding the weight and calling gemm.
 pub const SMALL_ROWS: usize = 8;
@@ -38,11 +39,8 @@ impl DenseBlocks {
             return None;
         }
         let block = q.scheme.block_size()?;
-        let layout = q.tensor.layout();
-        if !layout.is_contiguous() || layout.start_offset() != 0 {
-            return None;
-        }
-        dense_geometry(layout.shape(), &block)
+        q.values()?;
+        dense_geometry(&burn_backend::TensorMetadata::shape(q), &block)
     }
 
     /// The scales of row `row`, one per block along the last axis.
@@ -172,12 +170,13 @@ pub fn quantize_with_scales(
 /// not apply.
 pub fn dequantize_dense(q: &FlexQTensor) -> Option<Vec<f32>> {
     let dense = DenseBlocks::of(q)?;
-    let values: &[i8] = q.tensor.storage();
-    let mut out = vec![0.0f32; values.len()];
+    let values = q.values()?;
+    let mut out = vec![0.0f32; dense.rows * dense.cols];
     let expand_rows = |first_row: usize, chunk: &mut [f32]| {
+        let mut buffer = vec![0i8; dense.cols];
         for (r, row_out) in chunk.chunks_mut(dense.cols).enumerate() {
             let row = first_row + r;
-            let row_in = &values[row * dense.cols..(row + 1) * dense.cols];
+            let row_in = values.row(row * dense.cols, &mut buffer);
             let scales = dense.scale_row(&q.scales, row);
             if dense.block_cols == 1 {
                 for ((o, &v), &s) in row_out.iter_mut().zip(row_in).zip(scales) {
@@ -205,7 +204,7 @@ pub fn dequantize_dense(q: &FlexQTensor) -> Option<Vec<f32>> {
 pub fn matmul_small(x: &[f32], m: usize, q: &FlexQTensor, dense: DenseBlocks) -> Vec<f32> {
     let (k, n) = (dense.rows, dense.cols);
     debug_assert_eq!(x.len(), m * k);
-    let values: &[i8] = q.tensor.storage();
+    let values = q.values().expect("dense blocks are contiguous");
     let mut out = vec![0.0f32; m * n];
     // Split the output columns across threads; each thread walks all of `k` for its columns.
     let columns = |first: usize, width: usize, out_cols: &mut [f32]| {
@@ -260,7 +259,7 @@ struct Tile<'a> {
     m: usize,
     k: usize,
     n: usize,
-    values: &'a [i8],
+    values: QValues<'a>,
     scales: &'a [f32],
     dense: DenseBlocks,
     first: usize,
@@ -272,6 +271,7 @@ struct Tile<'a> {
 fn tile_body(t: &Tile<'_>, out_cols: &mut [f32], fma: bool) {
     let (first, width) = (t.first, t.width);
     let mut partial = vec![0.0f32; width];
+    let mut buffer = vec![0i8; width];
     for block_start in (0..t.k).step_by(t.dense.block_rows) {
         let scales = t.dense.scale_row(t.scales, block_start);
         for r in 0..t.m {
@@ -281,7 +281,7 @@ fn tile_body(t: &Tile<'_>, out_cols: &mut [f32], fma: bool) {
                 if xi == 0.0 {
                     continue;
                 }
-                let row = &t.values[i * t.n + first..i * t.n + first + width];
+                let row = t.values.row(i * t.n + first, &mut buffer);
                 if fma {
                     for (p, &v) in partial.iter_mut().zip(row) {
                         *p = xi.mul_add(v as f32, *p);
@@ -346,8 +346,17 @@ mod tests {
     };
 
     fn quantized(values: Vec<f32>, shape: [usize; 2], block: [u8; 2]) -> FlexQTensor {
+        quantized_as(QuantValue::Q8S, values, shape, block)
+    }
+
+    fn quantized_as(
+        value: QuantValue,
+        values: Vec<f32>,
+        shape: [usize; 2],
+        block: [u8; 2],
+    ) -> FlexQTensor {
         let scheme = QuantScheme::default()
-            .with_value(QuantValue::Q8S)
+            .with_value(value)
             .per_block(block, ScaleDtype::F32)
             .with_store(QuantStore::Native);
         Flex::quantize_dynamic(
@@ -357,7 +366,8 @@ mod tests {
     }
 
     fn reference(q: &FlexQTensor) -> Vec<f32> {
-        // The generic per-element path.
+        // The generic per-element path, on one value per byte.
+        let q = &q.clone().unpacked();
         let blocks = burn_backend::quantization::BlockLayout::new(
             &q.tensor.shape(),
             &q.scheme.block_size().unwrap(),
@@ -378,9 +388,16 @@ mod tests {
 
     #[test]
     fn dense_dequantize_equals_the_generic_path() {
-        for block in [[32u8, 1], [1, 32], [4, 8]] {
-            let q = quantized(values(64 * 96), [64, 96], block);
-            assert_eq!(dequantize_dense(&q).unwrap(), reference(&q), "{block:?}");
+        for value in [QuantValue::Q8S, QuantValue::Q4S, QuantValue::Q4F] {
+            for (block, cols) in [([32u8, 1], 96), ([32, 1], 33), ([1, 32], 96), ([4, 8], 96)] {
+                let q = quantized_as(value, values(64 * cols), [64, cols], block);
+                assert_eq!(q.packed.is_some(), value != QuantValue::Q8S);
+                assert_eq!(
+                    dequantize_dense(&q).unwrap(),
+                    reference(&q),
+                    "{value:?} {block:?}"
+                );
+            }
         }
     }
 
@@ -401,9 +418,18 @@ mod tests {
 
     #[test]
     fn small_matmul_equals_expanding_the_weight() {
-        for (block, m) in [([32u8, 1], 1), ([32, 1], 5), ([1, 32], 3)] {
-            let (k, n) = (64, 320);
-            let q = quantized(values(k * n), [k, n], block);
+        // 321 columns: a packed row starts in the middle of a byte every other row, and the
+        // last tile is 65 wide.
+        for (value, block, m, n) in [
+            (QuantValue::Q8S, [32u8, 1], 1, 320),
+            (QuantValue::Q8S, [32, 1], 5, 320),
+            (QuantValue::Q8S, [1, 32], 3, 320),
+            (QuantValue::Q4S, [32, 1], 1, 321),
+            (QuantValue::Q4S, [32, 1], 5, 320),
+            (QuantValue::Q4F, [1, 32], 3, 320),
+        ] {
+            let k = 64;
+            let q = quantized_as(value, values(k * n), [k, n], block);
             let w = reference(&q);
             let x: Vec<f32> = values(m * k).iter().map(|v| v * 0.5 + 0.1).collect();
             let dense = DenseBlocks::of(&q).unwrap();

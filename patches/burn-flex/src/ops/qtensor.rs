@@ -55,13 +55,12 @@ impl QTensorOps<Flex> for Flex {
         };
 
         let (values, qparams) = q_bytes.into_vec_i8();
-        let tensor_data = TensorData::new(values, shape);
-        let tensor = FlexTensor::from_data(tensor_data);
 
-        // Use native storage since we've unpacked to i8
+        // Native storage, since the values were unpacked to i8 (lora-burn patch: 4-bit values
+        // are then packed two per byte in memory).
         let scheme = scheme.with_store(QuantStore::Native);
 
-        FlexQTensor::new(tensor, scheme, qparams.block, qparams.global)
+        FlexQTensor::from_values(values, shape, scheme, qparams.block, qparams.global)
     }
 
     fn quantize_dynamic(tensor: FloatTensor<Flex>, scheme: &QuantScheme) -> QuantizedTensor<Flex> {
@@ -147,11 +146,13 @@ impl QTensorOps<Flex> for Flex {
             }
         };
 
-        let bytes = Bytes::from_elems(quantized);
-        let layout = Layout::contiguous(shape);
-        let qt = FlexTensor::new(bytes, layout, DType::I8);
-
-        FlexQTensor::new(qt, scheme.with_store(QuantStore::Native), scales, global)
+        FlexQTensor::from_values(
+            quantized,
+            shape,
+            scheme.with_store(QuantStore::Native),
+            scales,
+            global,
+        )
     }
 
     fn quantize(
@@ -213,20 +214,28 @@ impl QTensorOps<Flex> for Flex {
             }
         };
 
-        let bytes = Bytes::from_elems(quantized);
-        let layout = Layout::contiguous(shape);
-        let qt = FlexTensor::new(bytes, layout, DType::I8);
-
-        FlexQTensor::new(qt, scheme.with_store(QuantStore::Native), scales, global)
+        FlexQTensor::from_values(
+            quantized,
+            shape,
+            scheme.with_store(QuantStore::Native),
+            scales,
+            global,
+        )
     }
 
     fn dequantize(tensor: QuantizedTensor<Flex>, dtype: FloatDType) -> FloatTensor<Flex> {
-        let shape = tensor.tensor.shape();
+        // lora-burn patch: contiguous block layouts (packed or not) expand row by row (see
+        // `qmatmul`); the generic paths index one value per byte.
+        let fast = super::qmatmul::dequantize_dense(&tensor);
+        let tensor = if fast.is_some() {
+            tensor
+        } else {
+            tensor.unpacked()
+        };
+        let shape = tensor.shape();
         let qt = tensor.tensor.to_contiguous();
         let q_data: &[i8] = qt.storage();
 
-        // lora-burn patch: contiguous block layouts expand row by row (see `qmatmul`).
-        let fast = super::qmatmul::dequantize_dense(&tensor);
         let dequantized = match tensor.scheme.block_size() {
             _ if fast.is_some() => fast.expect("checked"),
             None => {
@@ -275,7 +284,7 @@ impl QTensorOps<Flex> for Flex {
         // multiplies, as the generic implementation does.
         if let (TensorPrimitive::Float(x), TensorPrimitive::QFloat(w)) = (&lhs, &rhs)
             && let Some(dense) = super::qmatmul::DenseBlocks::of(w)
-            && w.tensor.shape().num_dims() == 2
+            && w.shape().num_dims() == 2
             && x.dtype() == DType::F32
             && x.layout().is_contiguous()
             && x.layout().start_offset() == 0
@@ -316,6 +325,8 @@ impl QTensorOps<Flex> for Flex {
     }
 
     async fn q_into_data(tensor: QuantizedTensor<Flex>) -> Result<TensorData, ExecutionError> {
+        // One value per byte, as `TensorData::quantized` writes them.
+        let tensor = tensor.unpacked();
         let shape = tensor.tensor.shape();
         let scheme = tensor.scheme;
         let qt = tensor.tensor.to_contiguous();
@@ -336,13 +347,13 @@ impl QTensorOps<Flex> for Flex {
         dim2: usize,
     ) -> QuantizedTensor<Flex> {
         let mut scheme = tensor.scheme;
-        scheme.swap_block_dims(tensor.tensor.shape().num_dims(), dim1, dim2);
+        scheme.swap_block_dims(tensor.rank(), dim1, dim2);
         block_safe_layout_op(tensor, scheme, |t| t.transpose(dim1, dim2))
     }
 
     fn q_permute(tensor: QuantizedTensor<Flex>, axes: &[usize]) -> QuantizedTensor<Flex> {
         let mut scheme = tensor.scheme;
-        scheme.permute_block_dims(tensor.tensor.shape().num_dims(), axes);
+        scheme.permute_block_dims(tensor.rank(), axes);
         block_safe_layout_op(tensor, scheme, |t| t.permute(axes))
     }
 
@@ -362,12 +373,15 @@ impl QTensorOps<Flex> for Flex {
         indices: IntTensor<Flex>,
     ) -> QuantizedTensor<Flex> {
         match tensor.scheme.block_size() {
-            None => FlexQTensor::new(
-                crate::ops::gather_scatter::select::<i8>(tensor.tensor, dim, indices),
-                tensor.scheme,
-                tensor.scales,
-                tensor.global,
-            ),
+            None => {
+                let tensor = tensor.unpacked();
+                FlexQTensor::new(
+                    crate::ops::gather_scatter::select::<i8>(tensor.tensor, dim, indices),
+                    tensor.scheme,
+                    tensor.scales,
+                    tensor.global,
+                )
+            }
             Some(_) => {
                 let scheme = tensor.scheme;
                 let float_tensor = Flex::dequantize(tensor, FloatDType::F32);
@@ -387,7 +401,7 @@ impl QTensorOps<Flex> for Flex {
         dim: usize,
         out_dtype: burn_std::IntDType,
     ) -> IntTensor<Flex> {
-        let result = crate::ops::reduce::argmax(tensor.tensor, dim);
+        let result = crate::ops::reduce::argmax(tensor.unpacked().tensor, dim);
         if result.dtype() != DType::from(out_dtype) {
             Flex::int_cast(result, out_dtype)
         } else {
@@ -400,7 +414,7 @@ impl QTensorOps<Flex> for Flex {
         dim: usize,
         out_dtype: burn_std::IntDType,
     ) -> IntTensor<Flex> {
-        let result = crate::ops::reduce::argmin(tensor.tensor, dim);
+        let result = crate::ops::reduce::argmin(tensor.unpacked().tensor, dim);
         if result.dtype() != DType::from(out_dtype) {
             Flex::int_cast(result, out_dtype)
         } else {
@@ -414,12 +428,15 @@ impl QTensorOps<Flex> for Flex {
         indices: IntTensor<Flex>,
     ) -> QuantizedTensor<Flex> {
         match tensor.scheme.block_size() {
-            None => FlexQTensor::new(
-                crate::ops::gather_scatter::gather::<i8>(tensor.tensor, dim, indices),
-                tensor.scheme,
-                tensor.scales,
-                tensor.global,
-            ),
+            None => {
+                let tensor = tensor.unpacked();
+                FlexQTensor::new(
+                    crate::ops::gather_scatter::gather::<i8>(tensor.tensor, dim, indices),
+                    tensor.scheme,
+                    tensor.scales,
+                    tensor.global,
+                )
+            }
             Some(_) => {
                 let scheme = tensor.scheme;
                 let float_tensor = Flex::dequantize(tensor, FloatDType::F32);
@@ -439,12 +456,15 @@ fn block_safe_layout_op(
     op: impl FnOnce(FlexTensor) -> FlexTensor,
 ) -> FlexQTensor {
     match qtensor.scheme.block_size() {
-        None => FlexQTensor::new(
-            op(qtensor.tensor),
-            qtensor.scheme,
-            qtensor.scales,
-            qtensor.global,
-        ),
+        None => {
+            let qtensor = qtensor.unpacked();
+            FlexQTensor::new(
+                op(qtensor.tensor),
+                qtensor.scheme,
+                qtensor.scales,
+                qtensor.global,
+            )
+        }
         Some(_) => {
             let float_tensor = Flex::dequantize(qtensor, FloatDType::F32);
             let result = op(float_tensor);
@@ -482,6 +502,96 @@ fn validated_scale(scale: f32, dtype: ScaleDtype) -> f32 {
 mod tests {
     use super::*;
     use burn_backend::{TensorMetadata, quantization::QuantValue};
+
+    /// The output of a future that is ready at once (flex reads data synchronously).
+    fn ready<T>(f: impl core::future::Future<Output = T>) -> T {
+        let mut f = core::pin::pin!(f);
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        match f.as_mut().poll(&mut cx) {
+            core::task::Poll::Ready(v) => v,
+            core::task::Poll::Pending => panic!("flex reads data synchronously"),
+        }
+    }
+
+    #[test]
+    fn four_bit_values_take_half_a_byte_and_every_op_reads_them() {
+        // lora-burn patch: 4-bit values are packed two per byte, under per-tensor and block
+        // schemes (odd lengths: `qtensor::tests`, `qmatmul::tests`).
+        let values: Vec<f32> = (0..64 * 7)
+            .map(|i| ((i * 37) % 29) as f32 / 7.0 - 2.0)
+            .collect();
+        let float = || FlexTensor::from_data(TensorData::new(values.clone(), [64, 7]));
+        for scheme in [
+            QuantScheme::default()
+                .with_value(QuantValue::Q4S)
+                .with_store(QuantStore::Native),
+            QuantScheme::default()
+                .with_value(QuantValue::Q4F)
+                .per_block([32, 1], ScaleDtype::F32)
+                .with_store(QuantStore::Native),
+        ] {
+            let q = Flex::quantize_dynamic(float(), &scheme);
+            assert_eq!(q.tensor.bytes().len(), 64 * 7 / 2, "{scheme:?}");
+            assert_eq!(q.shape().to_vec(), vec![64, 7]);
+            let unpacked = q.clone().unpacked();
+            assert_eq!(unpacked.tensor.bytes().len(), 64 * 7);
+            let (low, high) = scheme.value.range();
+            assert!(
+                unpacked
+                    .tensor
+                    .storage::<i8>()
+                    .iter()
+                    .all(|&v| (low as i8..=high as i8).contains(&v))
+            );
+            let expected = Flex::dequantize(unpacked.clone(), FloatDType::F32);
+            let got = Flex::dequantize(q.clone(), FloatDType::F32);
+            assert_eq!(
+                got.storage::<f32>(),
+                expected.storage::<f32>(),
+                "{scheme:?}"
+            );
+            assert!(
+                got.storage::<f32>()
+                    .iter()
+                    .zip(&values)
+                    .any(|(a, b)| a != b),
+                "4-bit rounding changes some values"
+            );
+
+            // Data out and back in: one value per byte in the data, packed again in memory.
+            let data = ready(Flex::q_into_data(q.clone())).unwrap();
+            let back = Flex::q_from_data(data, &Default::default());
+            assert!(back.packed.is_some());
+            assert_eq!(back.tensor.bytes(), q.tensor.bytes());
+
+            // Operations that index values through the layout see the unpacked values: the
+            // same results as on one value per byte.
+            let dequantized = |t: FlexQTensor| {
+                Flex::dequantize(t, FloatDType::F32)
+                    .to_contiguous()
+                    .storage::<f32>()
+                    .to_vec()
+            };
+            assert_eq!(
+                dequantized(Flex::q_swap_dims(q.clone(), 0, 1)),
+                dequantized(Flex::q_swap_dims(unpacked.clone(), 0, 1))
+            );
+            if scheme.block_size().is_none() {
+                let indices = || FlexTensor::from_data(TensorData::new(vec![3i64, 0, 63], [3]));
+                let row = |r: usize| expected.storage::<f32>()[r * 7..(r + 1) * 7].to_vec();
+                assert_eq!(
+                    dequantized(Flex::q_select(q.clone(), 0, indices())),
+                    [row(3), row(0), row(63)].concat()
+                );
+                let argmax = |t: FlexQTensor| {
+                    Flex::q_argmax(t, 1, burn_std::IntDType::I64)
+                        .storage::<i64>()
+                        .to_vec()
+                };
+                assert_eq!(argmax(q.clone()), argmax(unpacked.clone()));
+            }
+        }
+    }
 
     #[test]
     fn test_quantize_dequantize_roundtrip() {
