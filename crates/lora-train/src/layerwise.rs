@@ -26,6 +26,7 @@ use burn::tensor::{Distribution, Tensor};
 
 use crate::error::{Result, TrainError};
 use crate::optim::AccumulatedGrads;
+use crate::task::model_device;
 
 /// A model whose forward pass is embeddings, a stack of layers that map `[batch, seq, hidden]`
 /// to the same shape, and a head: what [`backward_by_layers`] needs to recompute it one layer at
@@ -70,11 +71,7 @@ pub fn backward_by_layers<S: LayerStack>(
     loss: &mut ChunkLoss<'_>,
     grads: &mut AccumulatedGrads,
 ) -> Result<f64> {
-    let device = model
-        .devices()
-        .into_iter()
-        .next()
-        .ok_or_else(|| TrainError::Config("the model has no parameters".into()))?;
+    let device = model_device(model)?;
     if !device.is_autodiff() {
         return Err(TrainError::Config(
             "layer-wise recomputation runs on a training (autodiff) device".into(),
@@ -96,8 +93,9 @@ pub fn backward_by_layers<S: LayerStack>(
     let [rows, seq, hidden] = last.dims();
     let mut total = 0.0;
     let mut upstream = Vec::new();
-    for start in (0..rows).step_by(rows_per_chunk.max(1)) {
-        let end = (start + rows_per_chunk.max(1)).min(rows);
+    let chunk = rows_per_chunk.max(1);
+    for start in (0..rows).step_by(chunk) {
+        let end = (start + chunk).min(rows);
         let leaf = last
             .clone()
             .slice([start..end, 0..seq, 0..hidden])
@@ -157,9 +155,9 @@ pub fn pass_seed(device: &burn::tensor::Device) -> u64 {
     draw.iter().fold(0u64, |acc, &v| (acc << 16) | v as u64)
 }
 
-/// Seeds `device`'s generator for layer `layer` of a pass seeded `seed`. The device's queued
-/// operations are flushed first: a lazy backend (WGPU, CUDA through Burn's fusion) reads the
-/// seed when it runs a random operation, not when the operation is recorded.
+/// Seeds `device`'s generator for layer `layer` of a pass seeded `seed`, after flushing the
+/// operations the device has queued, so that on a backend that queues work the new seed
+/// applies only to what is recorded after it.
 pub fn seed_layer(device: &burn::tensor::Device, seed: u64, layer: usize) {
     // A failed flush surfaces at the next read of a result.
     let _ = device.flush();

@@ -16,7 +16,8 @@ use crate::metrics::perplexity;
 use crate::model::CausalLm;
 use crate::optim::AccumulatedGrads;
 use crate::task::{
-    BatchLoss, BatchStats, EvalMetrics, TrainTask, model_device, nll_per_row, not_layerwise,
+    BatchLoss, BatchStats, EvalMetrics, TrainTask, backward_one_graph, model_device, nll_per_row,
+    not_layerwise,
 };
 
 /// Supervised fine-tuning data for a [`CausalLm`] (by default a built-in decoder).
@@ -128,12 +129,8 @@ pub fn sft_backward<M: CausalLm>(
 ) -> Result<f64> {
     let device = model_device(model)?;
     if !recompute {
-        let loss = BatchLoss {
-            loss: labelled_nll(model, batch, &device)?.mean(),
-            examples: batch.batch,
-            tokens: batch.tokens(),
-        };
-        return Ok(loss.backward(model, weight, grads).loss);
+        let loss = labelled_nll(model, batch, &device)?.mean();
+        return Ok(backward_one_graph(model, loss, weight, grads));
     }
     let (positions, targets) = labelled_positions(batch)?;
     let (seq, count) = (batch.seq, targets.len() as f64);
@@ -211,7 +208,6 @@ impl<M: CausalLm> TrainTask for SftTask<M> {
         let nll = labelled_nll(model, &batch, &device)?;
         Ok(BatchLoss {
             loss: nll.mean(),
-            examples: rows.iter().map(Vec::len).sum(),
             tokens: batch.tokens(),
         })
     }
@@ -228,7 +224,6 @@ impl<M: CausalLm> TrainTask for SftTask<M> {
         let batch = collate_rows(&self.train, &rows, self.pad_id);
         Ok(BatchStats {
             loss: sft_backward(model, &batch, weight, recompute, grads)?,
-            examples: rows.iter().map(Vec::len).sum(),
             tokens: batch.tokens(),
         })
     }

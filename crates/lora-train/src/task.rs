@@ -23,8 +23,6 @@ use crate::optim::AccumulatedGrads;
 pub struct BatchLoss {
     /// Mean loss over the batch (a scalar on the model's device).
     pub loss: Tensor<1>,
-    /// Examples (sequences) in the batch.
-    pub examples: usize,
     /// Real tokens in the batch.
     pub tokens: usize,
 }
@@ -34,8 +32,6 @@ pub struct BatchLoss {
 pub struct BatchStats {
     /// Mean loss over the batch (without the weight it was backpropagated with).
     pub loss: f64,
-    /// Examples (sequences) in the batch.
-    pub examples: usize,
     /// Real tokens in the batch.
     pub tokens: usize,
 }
@@ -48,14 +44,24 @@ impl BatchLoss {
         weight: f64,
         grads: &mut AccumulatedGrads,
     ) -> BatchStats {
-        let loss = self.loss.clone().into_scalar::<f32>() as f64;
-        grads.add(model, self.loss.mul_scalar(weight).backward());
         BatchStats {
-            loss,
-            examples: self.examples,
+            loss: backward_one_graph(model, self.loss, weight, grads),
             tokens: self.tokens,
         }
     }
+}
+
+/// Backpropagates `weight × loss` (a scalar) through its one graph over `model` into `grads`,
+/// and returns the loss's value (without the weight).
+pub fn backward_one_graph<M: Module>(
+    model: &M,
+    loss: Tensor<1>,
+    weight: f64,
+    grads: &mut AccumulatedGrads,
+) -> f64 {
+    let value = loss.clone().into_scalar::<f32>() as f64;
+    grads.add(model, loss.mul_scalar(weight).backward());
+    value
 }
 
 /// Held-out metrics of one evaluation.
@@ -288,7 +294,6 @@ impl<M: SequenceClassifier> TrainTask for ClassificationTask<M> {
         let logits = model.classify(&token_batch(&encoded, &device)?)?;
         Ok(BatchLoss {
             loss: nll_per_row(logits, int_tensor(labels, &device)).mean(),
-            examples: indices.len(),
             tokens: encoded.tokens(),
         })
     }
@@ -304,12 +309,10 @@ impl<M: SequenceClassifier> TrainTask for ClassificationTask<M> {
         let device = model_device(model)?;
         let (encoded, labels) = collate(&self.train, indices, self.pad_id);
         let batch = token_batch(&encoded, &device)?;
-        let n = indices.len();
         let labels = int_tensor(labels, &device);
         let loss = classification_backward(model, &batch, labels, weight, recompute, grads)?;
         Ok(BatchStats {
             loss,
-            examples: n,
             tokens: encoded.tokens(),
         })
     }
@@ -332,12 +335,8 @@ pub fn classification_backward<M: SequenceClassifier>(
 ) -> Result<f64> {
     let n = labels.dims()[0];
     if !recompute {
-        let loss = BatchLoss {
-            loss: nll_per_row(model.classify(batch)?, labels).mean(),
-            examples: n,
-            tokens: 0,
-        };
-        return Ok(loss.backward(model, weight, grads).loss);
+        let loss = nll_per_row(model.classify(batch)?, labels).mean();
+        return Ok(backward_one_graph(model, loss, weight, grads));
     }
     let mut loss = |logits: Tensor<2>, rows: Range<usize>| {
         Ok(nll_per_row(logits, labels.clone().slice([rows]))
@@ -460,7 +459,6 @@ impl<M: CausalLm> TrainTask for CausalLmTask<M> {
         let nll = Self::block_nll(model, &blocks, &device)?;
         Ok(BatchLoss {
             loss: nll.mean(),
-            examples: indices.len(),
             tokens: blocks.iter().map(|b| b.len()).sum(),
         })
     }
@@ -494,7 +492,6 @@ impl<M: CausalLm> TrainTask for CausalLmTask<M> {
             .ok_or_else(|| not_layerwise("language model", "CausalLm::lm_backward_by_layers"))?;
         Ok(BatchStats {
             loss,
-            examples: b,
             tokens: blocks.iter().map(|b| b.len()).sum(),
         })
     }

@@ -355,7 +355,6 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
                     let BatchStats {
                         loss: value,
                         tokens: t,
-                        ..
                     } = self.task.backward(
                         &model,
                         batch,

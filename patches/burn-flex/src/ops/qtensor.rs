@@ -373,15 +373,9 @@ impl QTensorOps<Flex> for Flex {
         indices: IntTensor<Flex>,
     ) -> QuantizedTensor<Flex> {
         match tensor.scheme.block_size() {
-            None => {
-                let tensor = tensor.unpacked();
-                FlexQTensor::new(
-                    crate::ops::gather_scatter::select::<i8>(tensor.tensor, dim, indices),
-                    tensor.scheme,
-                    tensor.scales,
-                    tensor.global,
-                )
-            }
+            None => map_values(tensor, |t| {
+                crate::ops::gather_scatter::select::<i8>(t, dim, indices)
+            }),
             Some(_) => {
                 let scheme = tensor.scheme;
                 let float_tensor = Flex::dequantize(tensor, FloatDType::F32);
@@ -428,15 +422,9 @@ impl QTensorOps<Flex> for Flex {
         indices: IntTensor<Flex>,
     ) -> QuantizedTensor<Flex> {
         match tensor.scheme.block_size() {
-            None => {
-                let tensor = tensor.unpacked();
-                FlexQTensor::new(
-                    crate::ops::gather_scatter::gather::<i8>(tensor.tensor, dim, indices),
-                    tensor.scheme,
-                    tensor.scales,
-                    tensor.global,
-                )
-            }
+            None => map_values(tensor, |t| {
+                crate::ops::gather_scatter::gather::<i8>(t, dim, indices)
+            }),
             Some(_) => {
                 let scheme = tensor.scheme;
                 let float_tensor = Flex::dequantize(tensor, FloatDType::F32);
@@ -456,21 +444,25 @@ fn block_safe_layout_op(
     op: impl FnOnce(FlexTensor) -> FlexTensor,
 ) -> FlexQTensor {
     match qtensor.scheme.block_size() {
-        None => {
-            let qtensor = qtensor.unpacked();
-            FlexQTensor::new(
-                op(qtensor.tensor),
-                qtensor.scheme,
-                qtensor.scales,
-                qtensor.global,
-            )
-        }
+        None => map_values(qtensor, op),
         Some(_) => {
             let float_tensor = Flex::dequantize(qtensor, FloatDType::F32);
             let result = op(float_tensor);
             Flex::quantize_dynamic(result, &scheme)
         }
     }
+}
+
+/// `op` applied to the values of a per-tensor quantized tensor (one per byte: a packed tensor
+/// is unpacked first), under the same scheme and scale.
+fn map_values(qtensor: FlexQTensor, op: impl FnOnce(FlexTensor) -> FlexTensor) -> FlexQTensor {
+    let qtensor = qtensor.unpacked();
+    FlexQTensor::new(
+        op(qtensor.tensor),
+        qtensor.scheme,
+        qtensor.scales,
+        qtensor.global,
+    )
 }
 
 /// Unrounded; callers round separately.
