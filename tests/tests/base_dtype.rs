@@ -295,33 +295,43 @@ lora_core::backend_test!(fn layerwise_recomputation_reaches_trained_embeddings(d
     layerwise_matches_one_graph(&model, &batch, &head, 2, &device);
 });
 
-lora_core::backend_test!(fn a_gguf_q8_0_file_kept_as_q8_keeps_its_blocks(device) {
-    // GGUF Q8_0 blocks are 32 int8 values along the input axis with one scale: storing the
-    // weights as q8 reproduces them value for value, so the logits equal those of the file's
-    // blocks expanded to f32.
-    let path = fixtures_dir().join("tiny_llama/model.q8_0.gguf");
-    let source = ModelSource::path(&path);
-    if !BaseDType::Q8.supported_on(backend(&device)) {
-        let err = load_causal_lm_as(&source, BaseDType::Q8, &device).err().unwrap().to_string();
-        assert!(err.contains("supports f32"), "{err}");
-        return;
-    }
-    let (expanded, _) = load_causal_lm(&source, &device).unwrap();
-    let (kept, _) = load_causal_lm_as(&source, BaseDType::Q8, &device).unwrap();
-    let mut q8_layers = 0;
-    for ((name, a), (_, b)) in expanded.linears().into_iter().zip(kept.linears()) {
-        if b.base_dtype() == BaseDType::Q8 {
-            q8_layers += 1;
-            let diff = max_abs_diff(&to_vec(a.base_weight_f32()), &to_vec(b.base_weight_f32()));
-            assert!(diff <= 1e-6, "{name}: the kept blocks differ from the file's by {diff}");
+lora_core::backend_test!(fn gguf_q8_0_and_q4_0_files_keep_their_blocks(device) {
+    // GGUF Q8_0 / Q4_0 blocks are 32 integers along the input axis with one scale (Q4_0's
+    // `(q - 8)·d` spans -8..7 with a scale of either sign): kept as q8 / q4 they load value for
+    // value, without being expanded to f32 and rounded again, so the logits equal those of the
+    // file's blocks expanded to f32. Q4_0 needs the full -8..7 range: rounding the expanded
+    // weights to q4 again (-7..7) would change them.
+    for (file, dtype) in [("model.q8_0.gguf", BaseDType::Q8), ("model.q4_0.gguf", BaseDType::Q4)] {
+        let source = ModelSource::path(fixtures_dir().join("tiny_llama").join(file));
+        if !dtype.supported_on(backend(&device)) {
+            let err = load_causal_lm_as(&source, dtype, &device).err().unwrap().to_string();
+            assert!(err.contains("cannot hold the base weights"), "{file}: {err}");
+            println!("{file} as {dtype}: refused on {} as it should be", backend(&device));
+            continue;
         }
+        let (expanded, _) = load_causal_lm(&source, &device).unwrap();
+        let (kept, _) = load_causal_lm_as(&source, dtype, &device).unwrap();
+        let mut kept_layers = 0;
+        let heads = kept.output_heads();
+        for ((name, a), (_, b)) in expanded.linears().into_iter().zip(kept.linears()) {
+            if heads.contains(&name) {
+                assert_eq!(b.base_dtype(), BaseDType::F32, "{file}: the head {name} stays f32");
+                continue;
+            }
+            assert_eq!(b.base_dtype(), dtype, "{file}: {name}");
+            kept_layers += 1;
+            let diff = max_abs_diff(&to_vec(a.base_weight_f32()), &to_vec(b.base_weight_f32()));
+            assert!(diff <= 1e-6, "{file} {name}: the kept blocks differ from the file's by {diff}");
+        }
+        // Two layers of q, k, v, o, gate, up and down (Llama's q/k rows un-permuted as blocks).
+        assert_eq!(kept_layers, 14, "{file}");
+        let ids: Vec<u32> = (1..17).collect();
+        let run = |model: &lora_models::DecoderForCausalLM| {
+            let mut cache = lora_models::KvCache::new();
+            to_vec(model.forward_cached(lora_models::decoder::ids_tensor(&ids, &device), &mut cache).unwrap())
+        };
+        let error = relative(&run(&kept), &run(&expanded));
+        assert!(error < 1e-5, "{file}: logits differ by {error} (relative)");
+        println!("{file} kept as {dtype}: {kept_layers} layers, logits within {error:.1e} of the expanded file");
     }
-    assert!(q8_layers > 0, "no layer was kept as q8");
-    let ids: Vec<u32> = (1..17).collect();
-    let run = |model: &lora_models::DecoderForCausalLM| {
-        let mut cache = lora_models::KvCache::new();
-        to_vec(model.forward_cached(lora_models::decoder::ids_tensor(&ids, &device), &mut cache).unwrap())
-    };
-    let error = relative(&run(&kept), &run(&expanded));
-    assert!(error < 1e-5, "logits differ by {error} (relative)");
 });

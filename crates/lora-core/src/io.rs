@@ -90,6 +90,12 @@ pub enum IoError {
     /// A device tensor could not be read back to the host.
     #[error("cannot read a tensor back from the device: {0}")]
     Readback(String),
+    /// Quantization blocks that do not describe a valid matrix ([`crate::QuantBlocks`]).
+    #[error("invalid quantization blocks: {reason}")]
+    QuantBlocks {
+        /// What is wrong with them.
+        reason: String,
+    },
 }
 
 /// Shorthand for results whose error is [`IoError`].

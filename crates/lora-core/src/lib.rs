@@ -45,6 +45,7 @@ pub mod io;
 pub mod linear;
 pub mod lock;
 pub mod params;
+pub mod quant_blocks;
 pub mod testing;
 
 pub use adapter::LoraAdapter;
@@ -56,6 +57,7 @@ pub use error::{LoraError, Result};
 pub use io::{HostTensor, IoError, NamedTensors, SaveDtype};
 pub use linear::{LoraLinear, LoraLinearConfig, SavedCopy};
 pub use params::{ParamBytes, ParamCount};
+pub use quant_blocks::QuantBlocks;
 
 /// The Burn version this crate is built on, re-exported so that macros and downstream crates
 /// name exactly the same types.

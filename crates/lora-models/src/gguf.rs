@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{ModelError, Result, io_error};
+use lora_core::{BaseDType, QuantBlocks};
+
 use crate::weights::{HostTensor, WeightSource};
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -323,6 +325,47 @@ impl GgufFile {
     }
 }
 
+impl GgufFile {
+    /// The tensor called `name` as its own quantization blocks, when it is a matrix stored as
+    /// `Q8_0` (kept as `q8`) or `Q4_0` (kept as `q4`: `(q − 8)·d`); `None` for any other type.
+    pub fn read_blocks(&self, name: &str) -> Result<Option<QuantBlocks>> {
+        let Some(info) = self.tensor_info(name) else {
+            return Ok(None);
+        };
+        let form = match info.ggml_type {
+            GgmlType::Q8_0 => BaseDType::Q8,
+            GgmlType::Q4_0 => BaseDType::Q4,
+            _ => return Ok(None),
+        };
+        let shape = info.shape();
+        let (Some(range), Some((_, block_bytes)), &[rows, cols]) =
+            (self.byte_range(info)?, info.ggml_type.block(), &shape[..])
+        else {
+            return Ok(None);
+        };
+        let bytes = &self.bytes[range];
+        let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+        let mut values = Vec::with_capacity(rows * cols);
+        let mut scales = Vec::with_capacity(bytes.len() / block_bytes);
+        for block in bytes.chunks_exact(block_bytes) {
+            scales.push(f16(&block[..2]));
+            if form == BaseDType::Q8 {
+                values.extend(block[2..].iter().map(|&q| q as i8));
+            } else {
+                // Element j is the low nibble of qs[j], element j + 16 the high nibble.
+                values.extend(block[2..].iter().map(|&q| (q & 0x0F) as i8 - 8));
+                values.extend(block[2..].iter().map(|&q| (q >> 4) as i8 - 8));
+            }
+        }
+        let blocks =
+            QuantBlocks::new(form, [rows, cols], values, scales).map_err(|e| ModelError::Gguf {
+                path: self.path.clone(),
+                reason: format!("tensor '{name}': {e}"),
+            })?;
+        Ok(Some(blocks))
+    }
+}
+
 impl WeightSource for GgufFile {
     fn source_name(&self) -> String {
         self.path.display().to_string()
@@ -334,6 +377,10 @@ impl WeightSource for GgufFile {
 
     fn read(&self, key: &str) -> Result<HostTensor> {
         self.read_tensor(key)
+    }
+
+    fn read_blocks(&self, key: &str) -> Result<Option<QuantBlocks>> {
+        GgufFile::read_blocks(self, key)
     }
 }
 

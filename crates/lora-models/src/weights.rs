@@ -13,7 +13,7 @@ use burn::module::Param;
 use burn::nn::{Embedding, EmbeddingConfig};
 use burn::tensor::{Device, Tensor};
 use lora_core::io::SafetensorsFile;
-use lora_core::{BaseDType, LoraLinear};
+use lora_core::{BaseDType, LoraLinear, QuantBlocks};
 
 use crate::error::{ModelError, Result};
 use crate::layers::norm::{Norm, NormKind};
@@ -34,6 +34,14 @@ pub trait WeightSource {
     fn read_as(&self, key: &str, shape: &[usize]) -> Result<HostTensor> {
         let _ = shape;
         self.read(key)
+    }
+    /// The matrix `key` (a linear weight, `[out, in]`) as the file's own quantization blocks,
+    /// when the file stores it in a form a frozen base can keep as it is (GGUF `Q8_0` → `q8`,
+    /// `Q4_0` → `q4`); `None` otherwise (the default). Loaders use the blocks instead of
+    /// [`WeightSource::read`] when they match the [`WeightSource::base_dtype`] asked for.
+    fn read_blocks(&self, key: &str) -> Result<Option<QuantBlocks>> {
+        let _ = key;
+        Ok(None)
     }
     /// Whether the source holds `key`.
     fn contains(&self, key: &str) -> bool {
@@ -73,6 +81,9 @@ impl WeightSource for StoredAs<'_> {
     }
     fn read_as(&self, key: &str, shape: &[usize]) -> Result<HostTensor> {
         self.inner.read_as(key, shape)
+    }
+    fn read_blocks(&self, key: &str) -> Result<Option<QuantBlocks>> {
+        self.inner.read_blocks(key)
     }
     fn contains(&self, key: &str) -> bool {
         self.inner.contains(key)
@@ -214,9 +225,12 @@ pub fn load_linear(
     device: &Device,
 ) -> Result<LoraLinear> {
     let key = format!("{prefix}.weight");
-    let weight = source
-        .read_as(&key, &[d_out, d_in])?
-        .into_tensor_transposed(&key, [d_out, d_in], device)?;
+    let weight = match kept_blocks(source, &key, [d_out, d_in], device)? {
+        Some(weight) => weight,
+        None => source
+            .read_as(&key, &[d_out, d_in])?
+            .into_tensor_transposed(&key, [d_out, d_in], device)?,
+    };
     let bias = if bias {
         Some(load_tensor(
             source,
@@ -228,6 +242,29 @@ pub fn load_linear(
         None
     };
     frozen_linear(source, weight, bias)
+}
+
+/// The weight `key` (`[out, in]` as stored) uploaded as `[in, out]` from the file's own
+/// quantization blocks, when they are in the form the source asks its base to be stored in and
+/// the device can hold that form; `None` when the weight must load as `f32`.
+fn kept_blocks(
+    source: &dyn WeightSource,
+    key: &str,
+    stored: [usize; 2],
+    device: &Device,
+) -> Result<Option<Tensor<2>>> {
+    let dtype = source.base_dtype();
+    let holds = lora_core::Backend::of_device(device).is_some_and(|b| dtype.supported_on(b));
+    if !dtype.is_quantized() || !holds {
+        return Ok(None);
+    }
+    match source.read_blocks(key)? {
+        Some(blocks) if blocks.form() == dtype => {
+            tracing::debug!(key, form = %dtype, "kept the file's quantization blocks");
+            Ok(Some(blocks.into_tensor(key, stored, device)?))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// A frozen layer over `weight` (`[in, out]`, `f32`), stored as the source asks.
@@ -256,7 +293,12 @@ pub fn load_linear_oriented(
     if !conv1d {
         return load_linear(source, prefix, d_in, d_out, bias, device);
     }
-    let weight = load_tensor(source, &format!("{prefix}.weight"), [d_in, d_out], device)?;
+    // Quantization blocks are in `Linear` orientation whatever the checkpoint's convention.
+    let key = format!("{prefix}.weight");
+    let weight = match kept_blocks(source, &key, [d_out, d_in], device)? {
+        Some(weight) => weight,
+        None => load_tensor(source, &key, [d_in, d_out], device)?,
+    };
     let bias = bias
         .then(|| load_tensor(source, &format!("{prefix}.bias"), [d_out], device))
         .transpose()?;

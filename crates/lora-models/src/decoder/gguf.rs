@@ -12,6 +12,7 @@ use crate::config_json::ConfigJson;
 use crate::error::{ModelError, Result};
 use crate::gguf::{GgufFile, GgufValue};
 use crate::weights::{HostTensor, WeightSource};
+use lora_core::QuantBlocks;
 
 /// The GGUF architectures read here, with the family each becomes.
 pub const GGUF_ARCHITECTURES: [(&str, DecoderFamily); 7] = [
@@ -105,6 +106,21 @@ impl<'a> GgufDecoderWeights<'a> {
         gguf_tensor_name(self.family, hf)
     }
 
+    /// The heads of `key` when llama.cpp permuted its rows for its interleaved RoPE (Llama's and
+    /// Mistral's q/k projections).
+    fn permuted_heads(&self, key: &str) -> Option<usize> {
+        let n = self.family.names();
+        match self.family {
+            DecoderFamily::Llama | DecoderFamily::Mistral if module_of(key, n.q) => {
+                Some(self.heads)
+            }
+            DecoderFamily::Llama | DecoderFamily::Mistral if module_of(key, n.k) => {
+                Some(self.kv_heads)
+            }
+            _ => None,
+        }
+    }
+
     /// The Hugging Face key of a GGUF tensor name.
     fn hf_name(&self, gguf: &str) -> Option<String> {
         let (module, param) = gguf.rsplit_once('.')?;
@@ -152,20 +168,11 @@ impl WeightSource for GgufDecoderWeights<'_> {
             })?;
         let mut tensor = self.file.read_tensor(&gguf)?;
         let n = self.family.names();
-        let is = |module: Option<&str>| {
-            module.is_some_and(|m| {
-                key.ends_with(&format!(".{m}.weight")) || key.ends_with(&format!(".{m}.bias"))
-            })
-        };
+        let is = |module: Option<&str>| module_of(key, module);
+        if let Some(heads) = self.permuted_heads(key) {
+            tensor.data = unpermute_rows(&tensor, heads)?;
+        }
         match self.family {
-            // llama.cpp permutes Llama's q/k rows for its interleaved RoPE.
-            DecoderFamily::Llama | DecoderFamily::Mistral => {
-                if is(n.q) {
-                    tensor.data = unpermute_rows(&tensor, self.heads)?;
-                } else if is(n.k) {
-                    tensor.data = unpermute_rows(&tensor, self.kv_heads)?;
-                }
-            }
             // llama.cpp stores Gemma's RMSNorm weights as `1 + w`.
             DecoderFamily::Gemma2 | DecoderFamily::Gemma3 if key.ends_with("norm.weight") => {
                 tensor.data.iter_mut().for_each(|w| *w -= 1.0);
@@ -181,6 +188,29 @@ impl WeightSource for GgufDecoderWeights<'_> {
         }
         Ok(tensor)
     }
+
+    fn read_blocks(&self, key: &str) -> Result<Option<QuantBlocks>> {
+        let Some(gguf) = self.gguf_name(key) else {
+            return Ok(None);
+        };
+        let Some(blocks) = self.file.read_blocks(&gguf)? else {
+            return Ok(None);
+        };
+        match self.permuted_heads(key) {
+            Some(heads) => {
+                let order = row_order(blocks.shape()[0], heads, false)?;
+                Ok(Some(blocks.reorder_rows(&order)?))
+            }
+            None => Ok(Some(blocks)),
+        }
+    }
+}
+
+/// Whether `key` is the weight or bias of `module`.
+fn module_of(key: &str, module: Option<&str>) -> bool {
+    module.is_some_and(|m| {
+        key.ends_with(&format!(".{m}.weight")) || key.ends_with(&format!(".{m}.bias"))
+    })
 }
 
 /// Undoes llama.cpp's `permute` of Llama's Q/K weights: within each head, GGUF row `2·i + j`
@@ -197,6 +227,17 @@ pub(crate) fn permute_rows(tensor: &HostTensor, heads: usize) -> Result<Vec<f32>
 fn move_rows(tensor: &HostTensor, heads: usize, to_gguf: bool) -> Result<Vec<f32>> {
     let rows = tensor.shape[0];
     let cols: usize = tensor.shape[1..].iter().product();
+    let order = row_order(rows, heads, to_gguf)?;
+    let mut out = Vec::with_capacity(tensor.data.len());
+    for src in order {
+        out.extend_from_slice(&tensor.data[src * cols..(src + 1) * cols]);
+    }
+    Ok(out)
+}
+
+/// For each row of the result, the row it comes from: llama.cpp's Q/K `permute` (`to_gguf`) or
+/// its inverse, over `rows` rows of `heads` heads.
+fn row_order(rows: usize, heads: usize, to_gguf: bool) -> Result<Vec<usize>> {
     if heads == 0 || !rows.is_multiple_of(2 * heads) {
         return Err(ModelError::Input(format!(
             "{rows} attention rows do not split into {heads} heads of even width"
@@ -204,19 +245,18 @@ fn move_rows(tensor: &HostTensor, heads: usize, to_gguf: bool) -> Result<Vec<f32
     }
     let head_dim = rows / heads;
     let half = head_dim / 2;
-    let mut out = vec![0.0; tensor.data.len()];
+    let mut order = vec![0; rows];
     for h in 0..heads {
         for i in 0..half {
             for j in 0..2 {
                 let gguf = h * head_dim + 2 * i + j;
                 let hf = h * head_dim + j * half + i;
                 let (src, dst) = if to_gguf { (hf, gguf) } else { (gguf, hf) };
-                out[dst * cols..(dst + 1) * cols]
-                    .copy_from_slice(&tensor.data[src * cols..(src + 1) * cols]);
+                order[dst] = src;
             }
         }
     }
-    Ok(out)
+    Ok(order)
 }
 
 /// Rebuilds the Hugging Face `config.json` of a GGUF decoder from its metadata, and reads it as
