@@ -9,13 +9,17 @@ use anyhow::{Context, Result, bail};
 
 use crate::cargo::{TEST_FEATURES, release_lora, step, target_dir, workspace_root};
 
-/// `cargo xtask bench [--vs-pytorch [--threads 1,2] [--repeats N] [--rounds R]] [criterion args]`.
+/// `cargo xtask bench [--vs-pytorch | --vs-llama-cpp [--threads 1,2] [--repeats N] [--rounds R]]
+/// [--memory] [criterion args]`.
 pub fn bench(args: &[String]) -> Result<()> {
     if args.iter().any(|a| a == "--memory") {
         return crate::bench_memory::memory(args);
     }
     if args.iter().any(|a| a == "--vs-pytorch") {
         return vs_pytorch(args);
+    }
+    if args.iter().any(|a| a == "--vs-llama-cpp") {
+        return crate::bench_llama_cpp::vs_llama_cpp(args);
     }
     let root = workspace_root()?;
     // The dev profile compiles every dependency (Burn included) at opt-level 3, so the numbers
@@ -295,7 +299,7 @@ struct Measured {
 }
 
 /// The median of `values` (the mean of the middle two for an even count); `None` for none.
-fn median(mut values: Vec<f64>) -> Option<f64> {
+pub fn median(mut values: Vec<f64>) -> Option<f64> {
     values.retain(|v| v.is_finite());
     values.sort_by(f64::total_cmp);
     let n = values.len();
@@ -321,7 +325,7 @@ fn median_of(
 }
 
 /// The ratios lora / PyTorch of each round's `value` (same-round pairs).
-fn round_ratios(rounds: &[(serde_json::Value, serde_json::Value)]) -> Vec<f64> {
+pub fn round_ratios(rounds: &[(serde_json::Value, serde_json::Value)]) -> Vec<f64> {
     rounds
         .iter()
         .filter_map(

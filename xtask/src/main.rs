@@ -6,7 +6,7 @@
 //!   (`lora experiment` with the release `lora`; `--help` lists its options).
 //! - `cargo xtask fixtures`: regenerate `tests/fixtures` with the pinned Python environment.
 //! - `cargo xtask bench`: criterion benchmarks; `--vs-pytorch`: lora against PyTorch + PEFT,
-//!   side by side, into `docs/performance.md`.
+//!   and `--vs-llama-cpp`: decoding against llama.cpp, side by side, into `docs/performance.md`.
 //! - `cargo xtask package [--allow-dirty]`: `cargo package` of every published crate, verified.
 //! - `cargo xtask interop`: transformers and PEFT load what `lora merge` / `lora export` write.
 //! - `cargo xtask fetch [NAME...]`: the pinned real assets, ahead of time.
@@ -14,6 +14,7 @@
 //! - `cargo xtask fuzz [--seconds N]`: every `cargo fuzz` target over its seed corpus.
 
 mod bench;
+mod bench_llama_cpp;
 mod bench_memory;
 mod cargo;
 mod ci;
@@ -39,7 +40,10 @@ tasks:
                regenerate tests/fixtures (tiny random checkpoints of every family, PEFT
                adapters, reference outputs) with the pinned Python environment
   bench        criterion benchmarks: the LoRA layer, and model forward throughput;
-               --vs-pytorch [--threads 1,2] [--repeats N]: lora and PyTorch + PEFT side by side
+               --vs-pytorch [--threads 1,2] [--repeats N] [--rounds R]: lora and PyTorch + PEFT
+               side by side
+               --vs-llama-cpp [--threads 1,2] [--repeats N] [--rounds R]: SmolLM2 decoding, lora
+               (base q4/q8/f32) and llama.cpp (llama-cpp-python, own environment) side by side
                --memory [--repeats N]: SmolLM2 LoRA steps with the base as f32/f16/bf16/q8/q4,
                with and without activation checkpointing: peak RSS and step time
   package [--allow-dirty] [--no-verify]
