@@ -151,24 +151,51 @@ pub fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// The side-by-side benchmarks' options: `--threads 1,2` (default 2), `--repeats N` (timed runs
+/// per process, default 5) and `--rounds R` (default `default_rounds`).
+pub struct SideBySide {
+    /// Thread counts to measure.
+    pub threads: Vec<usize>,
+    /// Timed runs per process, as the engines take it.
+    pub repeats: String,
+    /// Rounds over every setting.
+    pub rounds: usize,
+}
+
+impl SideBySide {
+    /// Reads the options from `args`.
+    pub fn parse(args: &[String], default_rounds: &str) -> Result<Self> {
+        let threads = flag(args, "--threads")
+            .unwrap_or("2")
+            .split(',')
+            .map(|t| {
+                t.trim()
+                    .parse()
+                    .context("--threads takes numbers, e.g. 1,2")
+            })
+            .collect::<Result<_>>()?;
+        let repeats = flag(args, "--repeats").unwrap_or("5").to_string();
+        let rounds = flag(args, "--rounds")
+            .unwrap_or(default_rounds)
+            .parse()
+            .ok()
+            .filter(|&r| r > 0)
+            .context("--rounds takes a positive number, e.g. 3")?;
+        Ok(Self {
+            threads,
+            repeats,
+            rounds,
+        })
+    }
+}
+
 fn vs_pytorch(args: &[String]) -> Result<()> {
     let root = workspace_root()?;
-    let threads: Vec<usize> = flag(args, "--threads")
-        .unwrap_or("2")
-        .split(',')
-        .map(|t| {
-            t.trim()
-                .parse()
-                .context("--threads takes numbers, e.g. 1,2")
-        })
-        .collect::<Result<_>>()?;
-    let repeats = flag(args, "--repeats").unwrap_or("5").to_string();
-    let rounds: usize = flag(args, "--rounds")
-        .unwrap_or("1")
-        .parse()
-        .ok()
-        .filter(|&r| r > 0)
-        .context("--rounds takes a positive number, e.g. 3")?;
+    let SideBySide {
+        threads,
+        repeats,
+        rounds,
+    } = SideBySide::parse(args, "1")?;
     let lora = release_lora(&root)?;
     let python = crate::python::pinned_python(&root)?;
     let script = root.join("xtask/bench/pytorch_bench.py");

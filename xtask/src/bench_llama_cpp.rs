@@ -5,10 +5,10 @@
 
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::bench::{
-    BenchTokens, flag, json_of, machine, median, number, replace_marked, round_ratios, today,
+    BenchTokens, SideBySide, json_of, machine, median, number, replace_marked, round_ratios, today,
 };
 use crate::cargo::{release_lora, workspace_root};
 
@@ -26,22 +26,11 @@ struct Setting {
 /// `cargo xtask bench --vs-llama-cpp [--threads 1,2] [--repeats N] [--rounds R]`.
 pub fn vs_llama_cpp(args: &[String]) -> Result<()> {
     let root = workspace_root()?;
-    let threads: Vec<usize> = flag(args, "--threads")
-        .unwrap_or("2")
-        .split(',')
-        .map(|t| {
-            t.trim()
-                .parse()
-                .context("--threads takes numbers, e.g. 1,2")
-        })
-        .collect::<Result<_>>()?;
-    let repeats = flag(args, "--repeats").unwrap_or("5").to_string();
-    let rounds: usize = flag(args, "--rounds")
-        .unwrap_or("2")
-        .parse()
-        .ok()
-        .filter(|&r| r > 0)
-        .context("--rounds takes a positive number, e.g. 3")?;
+    let SideBySide {
+        threads,
+        repeats,
+        rounds,
+    } = SideBySide::parse(args, "2")?;
     let lora = release_lora(&root)?;
     let python = crate::python::llama_cpp_python(&root)?;
     let script = root.join("xtask/bench/llama_cpp_bench.py");
