@@ -10,9 +10,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::error::{ModelError, Result, io_error};
 use lora_core::{BaseDType, QuantBlocks};
 
+use crate::error::{ModelError, Result, io_error};
 use crate::weights::{HostTensor, WeightSource};
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -323,9 +323,7 @@ impl GgufFile {
             data,
         })
     }
-}
 
-impl GgufFile {
     /// The tensor called `name` as its own quantization blocks, when it is a matrix stored as
     /// `Q8_0` (kept as `q8`) or `Q4_0` (kept as `q4`: `(q − 8)·d`); `None` for any other type.
     pub fn read_blocks(&self, name: &str) -> Result<Option<QuantBlocks>> {
@@ -344,17 +342,14 @@ impl GgufFile {
             return Ok(None);
         };
         let bytes = &self.bytes[range];
-        let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
         let mut values = Vec::with_capacity(rows * cols);
         let mut scales = Vec::with_capacity(bytes.len() / block_bytes);
         for block in bytes.chunks_exact(block_bytes) {
-            scales.push(f16(&block[..2]));
+            scales.push(f16_at(block));
             if form == BaseDType::Q8 {
                 values.extend(block[2..].iter().map(|&q| q as i8));
             } else {
-                // Element j is the low nibble of qs[j], element j + 16 the high nibble.
-                values.extend(block[2..].iter().map(|&q| (q & 0x0F) as i8 - 8));
-                values.extend(block[2..].iter().map(|&q| (q >> 4) as i8 - 8));
+                values.extend(nibbles(&block[2..]).map(|q| q as i8 - 8));
             }
         }
         let blocks =
@@ -386,13 +381,12 @@ impl WeightSource for GgufFile {
 
 /// Dequantises whole blocks of a supported type (the caller checked the length).
 pub fn dequantize(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
-    let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
     match ty {
         GgmlType::F32 => bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect(),
-        GgmlType::F16 => bytes.chunks_exact(2).map(f16).collect(),
+        GgmlType::F16 => bytes.chunks_exact(2).map(f16_at).collect(),
         GgmlType::BF16 => bytes
             .chunks_exact(2)
             .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
@@ -400,7 +394,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
         GgmlType::Q8_0 => bytes
             .chunks_exact(34)
             .flat_map(|block| {
-                let d = f16(&block[..2]);
+                let d = f16_at(block);
                 block[2..].iter().map(move |&q| q as i8 as f32 * d)
             })
             .collect(),
@@ -409,20 +403,31 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
             let block_bytes = if with_min { 20 } else { 18 };
             let mut out = Vec::with_capacity(bytes.len() / block_bytes * 32);
             for block in bytes.chunks_exact(block_bytes) {
-                let d = f16(&block[..2]);
+                let d = f16_at(block);
                 let (m, qs) = if with_min {
-                    (f16(&block[2..4]), &block[4..20])
+                    (f16_at(&block[2..]), &block[4..20])
                 } else {
                     (-8.0 * d, &block[2..18])
                 };
-                // Element j is the low nibble of qs[j], element j + 16 the high nibble.
-                out.extend(qs.iter().map(|&q| (q & 0x0F) as f32 * d + m));
-                out.extend(qs.iter().map(|&q| (q >> 4) as f32 * d + m));
+                out.extend(nibbles(qs).map(|q| q as f32 * d + m));
             }
             out
         }
         _ => unreachable!("dequantize is only called for supported types"),
     }
+}
+
+/// The little-endian `f16` at the start of `bytes`, as `f32` (a block's scale or minimum).
+fn f16_at(bytes: &[u8]) -> f32 {
+    half::f16::from_le_bytes([bytes[0], bytes[1]]).to_f32()
+}
+
+/// The 4-bit values of a Q4_0 / Q4_1 block's bytes `qs` in element order: element `j` is the
+/// low nibble of `qs[j]`, element `j + 16` its high nibble.
+fn nibbles(qs: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    qs.iter()
+        .map(|&q| q & 0x0F)
+        .chain(qs.iter().map(|&q| q >> 4))
 }
 
 struct Reader<'a> {

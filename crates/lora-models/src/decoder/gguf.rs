@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use lora_core::QuantBlocks;
 use serde_json::{Map, Value, json};
 
 use super::config::{DecoderConfig, DecoderFamily};
@@ -12,7 +13,6 @@ use crate::config_json::ConfigJson;
 use crate::error::{ModelError, Result};
 use crate::gguf::{GgufFile, GgufValue};
 use crate::weights::{HostTensor, WeightSource};
-use lora_core::QuantBlocks;
 
 /// The GGUF architectures read here, with the family each becomes.
 pub const GGUF_ARCHITECTURES: [(&str, DecoderFamily); 7] = [
