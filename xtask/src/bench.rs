@@ -338,7 +338,7 @@ pub fn median(mut values: Vec<f64>) -> Option<f64> {
 }
 
 /// The median over rounds of field `key` of `lora`'s (`ours`) or PyTorch's results.
-fn median_of(
+pub fn median_of(
     rounds: &[(serde_json::Value, serde_json::Value)],
     key: &str,
     ours: bool,
@@ -349,6 +349,34 @@ fn median_of(
             .filter_map(|(a, b)| number(if ours { a } else { b }, key))
             .collect(),
     )
+}
+
+/// The median over rounds of the cores kept busy (CPU seconds / wall seconds of the timed runs)
+/// by `lora` (`ours`) or the other engine.
+pub fn busy_of(rounds: &[(serde_json::Value, serde_json::Value)], ours: bool) -> Option<f64> {
+    median(
+        rounds
+            .iter()
+            .filter_map(|(a, b)| {
+                let v = if ours { a } else { b };
+                match (number(v, "cpu_seconds"), number(v, "wall_seconds")) {
+                    (Some(c), Some(w)) if w > 0.0 => Some(c / w),
+                    _ => None,
+                }
+            })
+            .collect(),
+    )
+}
+
+/// `lo-hi` of several rounds' ratios, `-` for one round or none.
+pub fn ratio_range(ratios: &[f64]) -> String {
+    match (
+        ratios.iter().copied().reduce(f64::min),
+        ratios.iter().copied().reduce(f64::max),
+    ) {
+        (Some(lo), Some(hi)) if ratios.len() > 1 => format!("{lo:.2}-{hi:.2}"),
+        _ => "-".into(),
+    }
 }
 
 /// The ratios lora / PyTorch of each round's `value` (same-round pairs).
@@ -393,27 +421,8 @@ fn performance_md(results: &[Measured], lora: &Path) -> Result<String> {
             median_of(&m.rounds, "value", true),
         );
         let ratios = round_ratios(&m.rounds);
-        let range = match (
-            ratios.iter().copied().reduce(f64::min),
-            ratios.iter().copied().reduce(f64::max),
-        ) {
-            (Some(lo), Some(hi)) if ratios.len() > 1 => format!("{lo:.2}-{hi:.2}"),
-            _ => "-".into(),
-        };
-        let busy = |ours: bool| {
-            let per_round: Vec<f64> = m
-                .rounds
-                .iter()
-                .filter_map(|(a, b)| {
-                    let v = if ours { a } else { b };
-                    match (number(v, "cpu_seconds"), number(v, "wall_seconds")) {
-                        (Some(c), Some(w)) if w > 0.0 => Some(c / w),
-                        _ => None,
-                    }
-                })
-                .collect();
-            median(per_round).map_or("-".into(), |b| format!("{b:.2}"))
-        };
+        let range = ratio_range(&ratios);
+        let busy = |ours: bool| busy_of(&m.rounds, ours).map_or("-".into(), |b| format!("{b:.2}"));
         let mib = |ours: bool| {
             median_of(&m.rounds, "peak_rss_mib", ours).map_or("-".into(), |v| format!("{v:.0}"))
         };

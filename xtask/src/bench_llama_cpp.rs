@@ -8,7 +8,8 @@ use std::process::Command;
 use anyhow::Result;
 
 use crate::bench::{
-    BenchTokens, SideBySide, json_of, machine, median, number, replace_marked, round_ratios, today,
+    BenchTokens, SideBySide, busy_of, json_of, machine, median, median_of, ratio_range,
+    replace_marked, round_ratios, today,
 };
 use crate::cargo::{release_lora, workspace_root};
 
@@ -119,32 +120,14 @@ fn report(settings: &[Setting], model: &str, rounds: usize) -> Result<String> {
             .map_or(model.into(), |f| f.to_string_lossy()),
     );
     for s in settings {
-        let ours: Vec<&serde_json::Value> = s.rounds.iter().map(|(a, _)| a).collect();
-        let value = median(ours.iter().filter_map(|v| number(v, "value")).collect());
-        let mib = median(
-            ours.iter()
-                .filter_map(|v| number(v, "peak_rss_mib"))
-                .collect(),
-        );
-        let busy = median(
-            ours.iter()
-                .filter_map(
-                    |v| match (number(v, "cpu_seconds"), number(v, "wall_seconds")) {
-                        (Some(c), Some(w)) if w > 0.0 => Some(c / w),
-                        _ => None,
-                    },
-                )
-                .collect(),
-        );
+        let value = median_of(&s.rounds, "value", true);
+        let mib = median_of(&s.rounds, "peak_rss_mib", true);
+        let busy = busy_of(&s.rounds, true);
         let ratios = round_ratios(&s.rounds);
-        let range = match (
-            ratios.iter().copied().reduce(f64::min),
-            ratios.iter().copied().reduce(f64::max),
-        ) {
-            (Some(lo), Some(hi)) if ratios.len() > 1 && s.base.is_some() => {
-                format!("{lo:.2}-{hi:.2}")
-            }
-            _ => "-".into(),
+        // llama.cpp's own row is its ratio to itself.
+        let range = match s.base {
+            Some(_) => ratio_range(&ratios),
+            None => "-".into(),
         };
         let (engine, base) = match s.base {
             Some(base) => ("lora", base),
