@@ -236,6 +236,8 @@ pub mod matmul;
 mod module;
 pub mod pool;
 pub mod qmatmul;
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+mod qmatmul_simd;
 mod qtensor;
 pub mod reduce;
 pub mod repeat_dim;

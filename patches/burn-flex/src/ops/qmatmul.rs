@@ -208,6 +208,29 @@ pub fn matmul_small(x: &[f32], m: usize, q: &FlexQTensor, dense: DenseBlocks) ->
     let mut out = vec![0.0f32; m * n];
     // Split the output columns across threads; each thread walks all of `k` for its columns.
     let columns = |first: usize, width: usize, out_cols: &mut [f32]| {
+        // Whole strips by the explicit SIMD kernels where the blocks run along the rows, the
+        // remaining columns by the portable loop.
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        let done = if dense.block_cols == 1 {
+            let operands = super::qmatmul_simd::Operands {
+                x,
+                m,
+                k,
+                n,
+                block_rows: dense.block_rows,
+                scales: &q.scales,
+                values,
+            };
+            super::qmatmul_simd::strips(&operands, first, width, out_cols)
+        } else {
+            0
+        };
+        #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+        let done = 0;
+        if done == width {
+            return;
+        }
+        let rest = width - done;
         let tile = Tile {
             x,
             m,
@@ -216,16 +239,22 @@ pub fn matmul_small(x: &[f32], m: usize, q: &FlexQTensor, dense: DenseBlocks) ->
             values,
             scales: &q.scales,
             dense,
-            first,
-            width,
+            first: first + done,
+            width: rest,
         };
+        let mut rest_cols = vec![0.0f32; m * rest];
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2 and FMA, checked just above.
-            unsafe { tile_avx2(&tile, out_cols) };
-            return;
+            unsafe { tile_avx2(&tile, &mut rest_cols) };
+        } else {
+            tile_generic(&tile, &mut rest_cols);
         }
-        tile_generic(&tile, out_cols);
+        #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+        tile_generic(&tile, &mut rest_cols);
+        for (dst, src) in out_cols.chunks_mut(width).zip(rest_cols.chunks(rest)) {
+            dst[done..].copy_from_slice(src);
+        }
     };
     const WIDTH: usize = 256;
     let tiles: Vec<(usize, usize)> = (0..n)
