@@ -57,15 +57,33 @@ fn checked_size(a: usize, b: usize) -> usize {
 /// 192^3 = ~7M ops - balance between 128x128 (no parallel) and 256x256 (parallel)
 const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
 
+/// Threshold for enabling parallelism when every dimension is at least [`SQUARE_MIN_DIM`]
+/// (lora-burn's patch): a batch-1 forward pass of a small encoder (30 tokens × 384 features
+/// times 384 × 384: 4.4M ops) splits such products across the threads; thin products (a LoRA
+/// factor of rank 8) keep the higher threshold, where splitting measured no faster.
+const SQUARE_PARALLEL_THRESHOLD: usize = 1 << 20;
+
+/// The smallest dimension of a product [`SQUARE_PARALLEL_THRESHOLD`] applies to.
+const SQUARE_MIN_DIM: usize = 16;
+
 /// Threshold for batch-level parallelism (total ops across all batches).
 /// Use batch parallelism when individual matrices are small but total work is large.
 #[cfg(feature = "rayon")]
 const BATCH_PARALLEL_THRESHOLD: usize = 128 * 128 * 128; // ~2M ops total
 
+/// The per-matrix operation count from which `m × k` times `k × n` runs on several threads.
+fn parallel_threshold(m: usize, n: usize, k: usize) -> usize {
+    if m.min(n).min(k) >= SQUARE_MIN_DIM {
+        SQUARE_PARALLEL_THRESHOLD
+    } else {
+        PARALLEL_THRESHOLD
+    }
+}
+
 /// Get parallelism setting based on matrix size.
 fn get_parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     let ops = m.saturating_mul(n).saturating_mul(k);
-    if ops >= PARALLEL_THRESHOLD {
+    if ops >= parallel_threshold(m, n, k) {
         #[cfg(feature = "rayon")]
         {
             gemm::Parallelism::Rayon(0) // 0 = use all available threads
@@ -406,7 +424,7 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
         let total_ops = batch_size.saturating_mul(per_matrix_ops);
         let prefer_batch_parallel = batch_size >= 4 && total_ops >= BATCH_PARALLEL_THRESHOLD;
 
-        if per_matrix_ops >= PARALLEL_THRESHOLD && !prefer_batch_parallel {
+        if per_matrix_ops >= parallel_threshold(m, n, k) && !prefer_batch_parallel {
             let parallelism = gemm::Parallelism::Rayon(0);
             for b in 0..batch_size {
                 run_one(out_data[b * out_matrix_size..].as_mut_ptr(), b, parallelism);
