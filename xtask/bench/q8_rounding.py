@@ -9,6 +9,8 @@ the fixture prompt (5 tokens) and three longer ones.
 Roundings: bf16; q8 = blocks of 32 inputs sharing one scale max|w|/127, round to nearest (GGUF Q8_0, what
 `--base-dtype q8` stores; the fixture prompt's last position must give the 4.0e-2 that lora measures); the
 same with blocks of 16 and 8; and q8 with the scale searched per block for the least squared error.
+With --by-group, Q8_0 rounding is applied to one projection type (q_proj, …, down_proj) or one layer at a
+time instead: where the error comes from.
 
 Usage (pinned environment of xtask/interop/requirements.txt):
     python xtask/bench/q8_rounding.py --model SmolLM2-135M-Instruct.Q4_1.gguf
@@ -57,6 +59,8 @@ ROUNDINGS = {
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="the SmolLM2-135M-Instruct GGUF file")
+    p.add_argument("--by-group", action="store_true",
+                   help="Q8_0 on one projection type or one layer at a time")
     args = p.parse_args()
     torch.set_num_threads(2)
     from peft import PeftModel
@@ -81,9 +85,19 @@ def main():
     exact = logits()
     print(f"{len(frozen)} frozen linear weights rounded; prompts of {[x.shape[1] for x in prompts]} tokens")
     print("rounding | relative L2, all positions (per prompt) | relative L2, last position (per prompt)")
-    for name, fn in ROUNDINGS.items():
-        for n, p in frozen.items():
-            p.data = fn(original[n])
+    if args.by_group:
+        q8 = ROUNDINGS["q8 (blocks of 32, Q8_0)"]
+        kinds = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        layers = sorted({int(n.split("layers.")[1].split(".")[0]) for n in frozen})
+        groups = {k: [n for n in frozen if f".{k}." in n] for k in kinds}
+        groups.update({f"layer {i}": [n for n in frozen if f"layers.{i}." in n]
+                       for i in layers[:4] + layers[len(layers) // 2:][:1] + layers[-2:]})
+        runs = {name: (members, q8) for name, members in groups.items()}
+    else:
+        runs = {name: (list(frozen), fn) for name, fn in ROUNDINGS.items()}
+    for name, (members, fn) in runs.items():
+        for n in members:
+            frozen[n].data = fn(original[n])
         got = logits()
         for n, p in frozen.items():
             p.data = original[n].clone()

@@ -122,7 +122,269 @@ fn strips_on(isa: Isa, o: &Operands<'_>, first: usize, width: usize, out: &mut [
     done
 }
 
-/// 4-bit weights, AVX-512: `G` groups of 32 columns (16 packed bytes per weight row each).
+/// The vector operations the kernels are written in, for one instruction set: `LANES` f32
+/// lanes per register. Every method is `#[inline(always)]` so that it compiles into the
+/// `#[target_feature]` kernel that calls it; calling one elsewhere is undefined behaviour on
+/// a CPU without the features, hence `unsafe`.
+trait Lanes {
+    /// `LANES` f32 values.
+    type F: Copy;
+    /// `LANES` i32 values.
+    type I: Copy;
+    /// Values per register.
+    const LANES: usize;
+    unsafe fn zero() -> Self::F;
+    unsafe fn splat(x: f32) -> Self::F;
+    /// `a · b + c`.
+    unsafe fn fmadd(a: Self::F, b: Self::F, c: Self::F) -> Self::F;
+    /// `LANES` bytes at `p`, sign-extended.
+    unsafe fn load_i8(p: *const u8) -> Self::I;
+    unsafe fn to_f32(v: Self::I) -> Self::F;
+    /// The low nibble of each (sign-extended) byte, sign-extended.
+    unsafe fn low_nibble(v: Self::I) -> Self::I;
+    /// The high nibble of each (sign-extended) byte, sign-extended.
+    unsafe fn high_nibble(v: Self::I) -> Self::I;
+    unsafe fn load(p: *const f32) -> Self::F;
+    unsafe fn store(p: *mut f32, v: Self::F);
+    /// The even and the odd elements of the `2 · LANES` values `a ++ b`.
+    unsafe fn even_odd(a: Self::F, b: Self::F) -> (Self::F, Self::F);
+    /// `e[0], o[0], e[1], o[1], …` as two registers.
+    unsafe fn interleave(e: Self::F, o: Self::F) -> (Self::F, Self::F);
+}
+
+struct Avx512;
+
+impl Lanes for Avx512 {
+    type F = __m512;
+    type I = __m512i;
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m512 {
+        unsafe { _mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn load_i8(p: *const u8) -> __m512i {
+        unsafe { _mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i)) }
+    }
+    #[inline(always)]
+    unsafe fn to_f32(v: __m512i) -> __m512 {
+        unsafe { _mm512_cvtepi32_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn low_nibble(v: __m512i) -> __m512i {
+        unsafe { _mm512_srai_epi32::<28>(_mm512_slli_epi32::<28>(v)) }
+    }
+    #[inline(always)]
+    unsafe fn high_nibble(v: __m512i) -> __m512i {
+        unsafe { _mm512_srai_epi32::<4>(v) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m512) {
+        unsafe { _mm512_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn even_odd(a: __m512, b: __m512) -> (__m512, __m512) {
+        unsafe {
+            let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+            (
+                _mm512_permutex2var_ps(a, even, b),
+                _mm512_permutex2var_ps(a, odd, b),
+            )
+        }
+    }
+    #[inline(always)]
+    unsafe fn interleave(e: __m512, o: __m512) -> (__m512, __m512) {
+        unsafe {
+            let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+            let high =
+                _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+            (
+                _mm512_permutex2var_ps(e, low, o),
+                _mm512_permutex2var_ps(e, high, o),
+            )
+        }
+    }
+}
+
+struct Avx2;
+
+impl Lanes for Avx2 {
+    type F = __m256;
+    type I = __m256i;
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> __m256 {
+        unsafe { _mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m256 {
+        unsafe { _mm256_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn fmadd(a: __m256, b: __m256, c: __m256) -> __m256 {
+        unsafe { _mm256_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn load_i8(p: *const u8) -> __m256i {
+        unsafe { _mm256_cvtepi8_epi32(_mm_loadl_epi64(p as *const __m128i)) }
+    }
+    #[inline(always)]
+    unsafe fn to_f32(v: __m256i) -> __m256 {
+        unsafe { _mm256_cvtepi32_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn low_nibble(v: __m256i) -> __m256i {
+        unsafe { _mm256_srai_epi32::<28>(_mm256_slli_epi32::<28>(v)) }
+    }
+    #[inline(always)]
+    unsafe fn high_nibble(v: __m256i) -> __m256i {
+        unsafe { _mm256_srai_epi32::<4>(v) }
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m256 {
+        unsafe { _mm256_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m256) {
+        unsafe { _mm256_storeu_ps(p, v) }
+    }
+    #[inline(always)]
+    unsafe fn even_odd(a: __m256, b: __m256) -> (__m256, __m256) {
+        unsafe {
+            // Within each 128-bit lane, then the lanes' 64-bit halves put in order.
+            let order =
+                |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(v)));
+            (
+                order(_mm256_shuffle_ps::<0x88>(a, b)),
+                order(_mm256_shuffle_ps::<0xDD>(a, b)),
+            )
+        }
+    }
+    #[inline(always)]
+    unsafe fn interleave(e: __m256, o: __m256) -> (__m256, __m256) {
+        unsafe {
+            let (lo, hi) = (_mm256_unpacklo_ps(e, o), _mm256_unpackhi_ps(e, o));
+            (
+                _mm256_permute2f128_ps::<0x20>(lo, hi),
+                _mm256_permute2f128_ps::<0x31>(lo, hi),
+            )
+        }
+    }
+}
+
+/// 4-bit weights: `G` groups of `2 · LANES` columns (`LANES` packed bytes per weight row
+/// each), output columns `first + col ..` into `out` (`m × width`).
+#[inline(always)]
+unsafe fn q4_strip<S: Lanes, const G: usize>(
+    o: &Operands<'_>,
+    packed: &[u8],
+    first: usize,
+    col: usize,
+    width: usize,
+    out: &mut [f32],
+) {
+    let (lanes, start) = (S::LANES, first + col);
+    assert!(start + 2 * lanes * G <= o.n && packed.len() * 2 >= o.k * o.n);
+    for r in 0..o.m {
+        let x = &o.x[r * o.k..(r + 1) * o.k];
+        // [even columns, odd columns] of each group.
+        let mut acc = [[unsafe { S::zero() }; 2]; G];
+        for (b, xb) in x.chunks_exact(o.block_rows).enumerate() {
+            let mut part = [[unsafe { S::zero() }; 2]; G];
+            for (j, &xi) in xb.iter().enumerate() {
+                let i = b * o.block_rows + j;
+                // SAFETY (this block): bytes (i·n + start) / 2 .. + LANES·G lie in row i
+                // (asserted above); the caller runs on a CPU with `S`'s features.
+                unsafe {
+                    let xi = S::splat(xi);
+                    let row = packed.as_ptr().add((i * o.n + start) / 2);
+                    for (g, p) in part.iter_mut().enumerate() {
+                        let v = S::load_i8(row.add(lanes * g));
+                        p[0] = S::fmadd(xi, S::to_f32(S::low_nibble(v)), p[0]);
+                        p[1] = S::fmadd(xi, S::to_f32(S::high_nibble(v)), p[1]);
+                    }
+                }
+            }
+            let s = &o.scales[b * o.n + start..b * o.n + start + 2 * lanes * G];
+            for ((a, p), s) in acc.iter_mut().zip(&part).zip(s.chunks_exact(2 * lanes)) {
+                // SAFETY: `s` holds 2·LANES scales.
+                unsafe {
+                    let (even, odd) =
+                        S::even_odd(S::load(s.as_ptr()), S::load(s[lanes..].as_ptr()));
+                    a[0] = S::fmadd(p[0], even, a[0]);
+                    a[1] = S::fmadd(p[1], odd, a[1]);
+                }
+            }
+        }
+        let dst = &mut out[r * width + col..r * width + col + 2 * lanes * G];
+        for (a, d) in acc.iter().zip(dst.chunks_exact_mut(2 * lanes)) {
+            // SAFETY: `d` holds 2·LANES values.
+            unsafe {
+                let (lo, hi) = S::interleave(a[0], a[1]);
+                S::store(d.as_mut_ptr(), lo);
+                S::store(d[lanes..].as_mut_ptr(), hi);
+            }
+        }
+    }
+}
+
+/// 8-bit weights: `G` groups of `LANES` columns, output columns `first + col ..` into `out`.
+#[inline(always)]
+unsafe fn q8_strip<S: Lanes, const G: usize>(
+    o: &Operands<'_>,
+    bytes: &[i8],
+    first: usize,
+    col: usize,
+    width: usize,
+    out: &mut [f32],
+) {
+    let (lanes, start) = (S::LANES, first + col);
+    assert!(start + lanes * G <= o.n && bytes.len() >= o.k * o.n);
+    for r in 0..o.m {
+        let x = &o.x[r * o.k..(r + 1) * o.k];
+        let mut acc = [unsafe { S::zero() }; G];
+        for (b, xb) in x.chunks_exact(o.block_rows).enumerate() {
+            let mut part = [unsafe { S::zero() }; G];
+            for (j, &xi) in xb.iter().enumerate() {
+                let i = b * o.block_rows + j;
+                // SAFETY (this block): values i·n + start .. + LANES·G lie in row i (asserted
+                // above); the caller runs on a CPU with `S`'s features.
+                unsafe {
+                    let xi = S::splat(xi);
+                    let row = bytes.as_ptr().add(i * o.n + start) as *const u8;
+                    for (g, p) in part.iter_mut().enumerate() {
+                        *p = S::fmadd(xi, S::to_f32(S::load_i8(row.add(lanes * g))), *p);
+                    }
+                }
+            }
+            let s = &o.scales[b * o.n + start..b * o.n + start + lanes * G];
+            for ((a, p), s) in acc.iter_mut().zip(&part).zip(s.chunks_exact(lanes)) {
+                // SAFETY: `s` holds LANES scales.
+                *a = unsafe { S::fmadd(*p, S::load(s.as_ptr()), *a) };
+            }
+        }
+        let dst = &mut out[r * width + col..r * width + col + lanes * G];
+        for (a, d) in acc.iter().zip(dst.chunks_exact_mut(lanes)) {
+            // SAFETY: `d` holds LANES values.
+            unsafe { S::store(d.as_mut_ptr(), *a) };
+        }
+    }
+}
+
+/// [`q4_strip`] compiled for AVX-512: `G` groups of 32 columns.
 #[target_feature(enable = "avx512f")]
 unsafe fn q4_avx512<const G: usize>(
     o: &Operands<'_>,
@@ -132,61 +394,10 @@ unsafe fn q4_avx512<const G: usize>(
     width: usize,
     out: &mut [f32],
 ) {
-    let start = first + col;
-    assert!(start + 32 * G <= o.n && packed.len() * 2 >= o.k * o.n);
-    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-    let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    for r in 0..o.m {
-        let x = &o.x[r * o.k..(r + 1) * o.k];
-        // [even columns, odd columns] of each group.
-        let mut acc = [[_mm512_setzero_ps(); 2]; G];
-        for (b, xb) in x.chunks_exact(o.block_rows).enumerate() {
-            let mut part = [[_mm512_setzero_ps(); 2]; G];
-            for (j, &xi) in xb.iter().enumerate() {
-                let i = b * o.block_rows + j;
-                let xi = _mm512_set1_ps(xi);
-                // SAFETY: bytes (i·n + start) / 2 .. + 16·G lie in row i (asserted above).
-                let row = unsafe { packed.as_ptr().add((i * o.n + start) / 2) };
-                for (g, p) in part.iter_mut().enumerate() {
-                    let v = _mm512_cvtepi8_epi32(unsafe {
-                        _mm_loadu_si128(row.add(16 * g) as *const __m128i)
-                    });
-                    let lo = _mm512_srai_epi32::<28>(_mm512_slli_epi32::<28>(v));
-                    let hi = _mm512_srai_epi32::<4>(v);
-                    p[0] = _mm512_fmadd_ps(xi, _mm512_cvtepi32_ps(lo), p[0]);
-                    p[1] = _mm512_fmadd_ps(xi, _mm512_cvtepi32_ps(hi), p[1]);
-                }
-            }
-            let s = &o.scales[b * o.n + start..b * o.n + start + 32 * G];
-            for ((a, p), s) in acc.iter_mut().zip(&part).zip(s.chunks_exact(32)) {
-                // SAFETY: `s` holds 32 scales.
-                let (s0, s1) = unsafe {
-                    (
-                        _mm512_loadu_ps(s.as_ptr()),
-                        _mm512_loadu_ps(s[16..].as_ptr()),
-                    )
-                };
-                a[0] = _mm512_fmadd_ps(p[0], _mm512_permutex2var_ps(s0, even, s1), a[0]);
-                a[1] = _mm512_fmadd_ps(p[1], _mm512_permutex2var_ps(s0, odd, s1), a[1]);
-            }
-        }
-        let dst = &mut out[r * width + col..r * width + col + 32 * G];
-        for (a, d) in acc.iter().zip(dst.chunks_exact_mut(32)) {
-            // SAFETY: `d` holds 32 values.
-            unsafe {
-                _mm512_storeu_ps(d.as_mut_ptr(), _mm512_permutex2var_ps(a[0], low, a[1]));
-                _mm512_storeu_ps(
-                    d[16..].as_mut_ptr(),
-                    _mm512_permutex2var_ps(a[0], high, a[1]),
-                );
-            }
-        }
-    }
+    unsafe { q4_strip::<Avx512, G>(o, packed, first, col, width, out) }
 }
 
-/// 4-bit weights, AVX2: `G` groups of 16 columns (8 packed bytes per weight row each).
+/// [`q4_strip`] compiled for AVX2 and FMA: `G` groups of 16 columns.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn q4_avx2<const G: usize>(
     o: &Operands<'_>,
@@ -196,62 +407,10 @@ unsafe fn q4_avx2<const G: usize>(
     width: usize,
     out: &mut [f32],
 ) {
-    let start = first + col;
-    assert!(start + 16 * G <= o.n && packed.len() * 2 >= o.k * o.n);
-    for r in 0..o.m {
-        let x = &o.x[r * o.k..(r + 1) * o.k];
-        let mut acc = [[_mm256_setzero_ps(); 2]; G];
-        for (b, xb) in x.chunks_exact(o.block_rows).enumerate() {
-            let mut part = [[_mm256_setzero_ps(); 2]; G];
-            for (j, &xi) in xb.iter().enumerate() {
-                let i = b * o.block_rows + j;
-                let xi = _mm256_set1_ps(xi);
-                // SAFETY: bytes (i·n + start) / 2 .. + 8·G lie in row i (asserted above).
-                let row = unsafe { packed.as_ptr().add((i * o.n + start) / 2) };
-                for (g, p) in part.iter_mut().enumerate() {
-                    let v = _mm256_cvtepi8_epi32(unsafe {
-                        _mm_loadl_epi64(row.add(8 * g) as *const __m128i)
-                    });
-                    let lo = _mm256_srai_epi32::<28>(_mm256_slli_epi32::<28>(v));
-                    let hi = _mm256_srai_epi32::<4>(v);
-                    p[0] = _mm256_fmadd_ps(xi, _mm256_cvtepi32_ps(lo), p[0]);
-                    p[1] = _mm256_fmadd_ps(xi, _mm256_cvtepi32_ps(hi), p[1]);
-                }
-            }
-            let s = &o.scales[b * o.n + start..b * o.n + start + 16 * G];
-            for ((a, p), s) in acc.iter_mut().zip(&part).zip(s.chunks_exact(16)) {
-                // SAFETY: `s` holds 16 scales.
-                let (s0, s1) = unsafe {
-                    (
-                        _mm256_loadu_ps(s.as_ptr()),
-                        _mm256_loadu_ps(s[8..].as_ptr()),
-                    )
-                };
-                // Within each 128-bit lane, then the lanes' 64-bit halves put in order.
-                let even = _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(
-                    _mm256_shuffle_ps::<0x88>(s0, s1),
-                )));
-                let odd = _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(
-                    _mm256_shuffle_ps::<0xDD>(s0, s1),
-                )));
-                a[0] = _mm256_fmadd_ps(p[0], even, a[0]);
-                a[1] = _mm256_fmadd_ps(p[1], odd, a[1]);
-            }
-        }
-        let dst = &mut out[r * width + col..r * width + col + 16 * G];
-        for (a, d) in acc.iter().zip(dst.chunks_exact_mut(16)) {
-            let lo = _mm256_unpacklo_ps(a[0], a[1]);
-            let hi = _mm256_unpackhi_ps(a[0], a[1]);
-            // SAFETY: `d` holds 16 values.
-            unsafe {
-                _mm256_storeu_ps(d.as_mut_ptr(), _mm256_permute2f128_ps::<0x20>(lo, hi));
-                _mm256_storeu_ps(d[8..].as_mut_ptr(), _mm256_permute2f128_ps::<0x31>(lo, hi));
-            }
-        }
-    }
+    unsafe { q4_strip::<Avx2, G>(o, packed, first, col, width, out) }
 }
 
-/// 8-bit weights, AVX-512: `G` groups of 16 columns.
+/// [`q8_strip`] compiled for AVX-512: `G` groups of 16 columns.
 #[target_feature(enable = "avx512f")]
 unsafe fn q8_avx512<const G: usize>(
     o: &Operands<'_>,
@@ -261,40 +420,10 @@ unsafe fn q8_avx512<const G: usize>(
     width: usize,
     out: &mut [f32],
 ) {
-    let start = first + col;
-    assert!(start + 16 * G <= o.n && bytes.len() >= o.k * o.n);
-    for r in 0..o.m {
-        let x = &o.x[r * o.k..(r + 1) * o.k];
-        let mut acc = [_mm512_setzero_ps(); G];
-        for (b, xb) in x.chunks_exact(o.block_rows).enumerate() {
-            let mut part = [_mm512_setzero_ps(); G];
-            for (j, &xi) in xb.iter().enumerate() {
-                let i = b * o.block_rows + j;
-                let xi = _mm512_set1_ps(xi);
-                // SAFETY: values i·n + start .. + 16·G lie in row i (asserted above).
-                let row = unsafe { bytes.as_ptr().add(i * o.n + start) };
-                for (g, p) in part.iter_mut().enumerate() {
-                    let v = _mm512_cvtepi8_epi32(unsafe {
-                        _mm_loadu_si128(row.add(16 * g) as *const __m128i)
-                    });
-                    *p = _mm512_fmadd_ps(xi, _mm512_cvtepi32_ps(v), *p);
-                }
-            }
-            let s = &o.scales[b * o.n + start..b * o.n + start + 16 * G];
-            for ((a, p), s) in acc.iter_mut().zip(&part).zip(s.chunks_exact(16)) {
-                // SAFETY: `s` holds 16 scales.
-                *a = _mm512_fmadd_ps(*p, unsafe { _mm512_loadu_ps(s.as_ptr()) }, *a);
-            }
-        }
-        let dst = &mut out[r * width + col..r * width + col + 16 * G];
-        for (a, d) in acc.iter().zip(dst.chunks_exact_mut(16)) {
-            // SAFETY: `d` holds 16 values.
-            unsafe { _mm512_storeu_ps(d.as_mut_ptr(), *a) };
-        }
-    }
+    unsafe { q8_strip::<Avx512, G>(o, bytes, first, col, width, out) }
 }
 
-/// 8-bit weights, AVX2: `G` groups of 8 columns.
+/// [`q8_strip`] compiled for AVX2 and FMA: `G` groups of 8 columns.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn q8_avx2<const G: usize>(
     o: &Operands<'_>,
@@ -304,37 +433,7 @@ unsafe fn q8_avx2<const G: usize>(
     width: usize,
     out: &mut [f32],
 ) {
-    let start = first + col;
-    assert!(start + 8 * G <= o.n && bytes.len() >= o.k * o.n);
-    for r in 0..o.m {
-        let x = &o.x[r * o.k..(r + 1) * o.k];
-        let mut acc = [_mm256_setzero_ps(); G];
-        for (b, xb) in x.chunks_exact(o.block_rows).enumerate() {
-            let mut part = [_mm256_setzero_ps(); G];
-            for (j, &xi) in xb.iter().enumerate() {
-                let i = b * o.block_rows + j;
-                let xi = _mm256_set1_ps(xi);
-                // SAFETY: values i·n + start .. + 8·G lie in row i (asserted above).
-                let row = unsafe { bytes.as_ptr().add(i * o.n + start) };
-                for (g, p) in part.iter_mut().enumerate() {
-                    let v = _mm256_cvtepi8_epi32(unsafe {
-                        _mm_loadl_epi64(row.add(8 * g) as *const __m128i)
-                    });
-                    *p = _mm256_fmadd_ps(xi, _mm256_cvtepi32_ps(v), *p);
-                }
-            }
-            let s = &o.scales[b * o.n + start..b * o.n + start + 8 * G];
-            for ((a, p), s) in acc.iter_mut().zip(&part).zip(s.chunks_exact(8)) {
-                // SAFETY: `s` holds 8 scales.
-                *a = _mm256_fmadd_ps(*p, unsafe { _mm256_loadu_ps(s.as_ptr()) }, *a);
-            }
-        }
-        let dst = &mut out[r * width + col..r * width + col + 8 * G];
-        for (a, d) in acc.iter().zip(dst.chunks_exact_mut(8)) {
-            // SAFETY: `d` holds 8 values.
-            unsafe { _mm256_storeu_ps(d.as_mut_ptr(), *a) };
-        }
-    }
+    unsafe { q8_strip::<Avx2, G>(o, bytes, first, col, width, out) }
 }
 
 #[cfg(test)]
