@@ -230,7 +230,6 @@ pub fn matmul_small(x: &[f32], m: usize, q: &FlexQTensor, dense: DenseBlocks) ->
         if done == width {
             return;
         }
-        let rest = width - done;
         let tile = Tile {
             x,
             m,
@@ -240,21 +239,18 @@ pub fn matmul_small(x: &[f32], m: usize, q: &FlexQTensor, dense: DenseBlocks) ->
             scales: &q.scales,
             dense,
             first: first + done,
-            width: rest,
+            width: width - done,
+            out_stride: width,
         };
-        let mut rest_cols = vec![0.0f32; m * rest];
+        // The remaining columns, written in place: row `r` of the tile starts at `r · width`.
+        let rest_cols = &mut out_cols[done..];
         #[cfg(all(feature = "std", target_arch = "x86_64"))]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the CPU has AVX2 and FMA, checked just above.
-            unsafe { tile_avx2(&tile, &mut rest_cols) };
-        } else {
-            tile_generic(&tile, &mut rest_cols);
+            unsafe { tile_avx2(&tile, rest_cols) };
+            return;
         }
-        #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
-        tile_generic(&tile, &mut rest_cols);
-        for (dst, src) in out_cols.chunks_mut(width).zip(rest_cols.chunks(rest)) {
-            dst[done..].copy_from_slice(src);
-        }
+        tile_generic(&tile, rest_cols);
     };
     const WIDTH: usize = 256;
     let tiles: Vec<(usize, usize)> = (0..n)
@@ -293,6 +289,8 @@ struct Tile<'a> {
     dense: DenseBlocks,
     first: usize,
     width: usize,
+    /// Distance between the starts of two rows of the output the tile writes.
+    out_stride: usize,
 }
 
 /// `out_cols[r, j] = Σ_blocks scale · Σ_{i in block} x[r, i] · q[i, first + j]`.
@@ -321,7 +319,7 @@ fn tile_body(t: &Tile<'_>, out_cols: &mut [f32], fma: bool) {
                     }
                 }
             }
-            let out_row = &mut out_cols[r * width..(r + 1) * width];
+            let out_row = &mut out_cols[r * t.out_stride..r * t.out_stride + width];
             if t.dense.block_cols == 1 {
                 let s = &scales[first..first + width];
                 for ((o, p), s) in out_row.iter_mut().zip(&partial).zip(s) {
@@ -456,6 +454,9 @@ mod tests {
             (QuantValue::Q4S, [32, 1], 1, 321),
             (QuantValue::Q4S, [32, 1], 5, 320),
             (QuantValue::Q4F, [1, 32], 3, 320),
+            // Last tiles of 74 and 88 columns: SIMD strips, then portable columns.
+            (QuantValue::Q8S, [32, 1], 2, 330),
+            (QuantValue::Q4S, [32, 1], 2, 344),
         ] {
             let k = 64;
             let q = quantized_as(value, values(k * n), [k, n], block);

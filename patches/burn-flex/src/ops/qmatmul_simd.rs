@@ -66,58 +66,53 @@ fn strips_on(isa: Isa, o: &Operands<'_>, first: usize, width: usize, out: &mut [
     assert!(first + width <= o.n && out.len() == o.m * width);
     assert!(o.block_rows > 0 && o.k.is_multiple_of(o.block_rows) && o.x.len() == o.m * o.k);
     assert_eq!(o.scales.len(), o.k / o.block_rows * o.n);
-    let (avx512, avx2) = (isa == Isa::Avx512, isa == Isa::Avx2);
     let mut done = 0;
-    // SAFETY (every call below): the CPU has the kernel's features (`isa`); a kernel reads
-    // columns `first + done .. first + done + its strip ≤ first + width ≤ n` of every weight
-    // row and scale row (asserted above and in the kernel), and a packed row starts on a byte
-    // because `n` and `first` are even (checked here).
-    match o.values {
-        QValues::Nibbles(packed) => {
-            if !o.n.is_multiple_of(2) || !first.is_multiple_of(2) {
-                return 0;
-            }
-            if avx512 {
-                while done + 128 <= width {
-                    unsafe { q4_avx512::<4>(o, packed, first, done, width, out) };
-                    done += 128;
-                }
-                while done + 32 <= width {
-                    unsafe { q4_avx512::<1>(o, packed, first, done, width, out) };
-                    done += 32;
-                }
-            } else if avx2 {
-                while done + 64 <= width {
-                    unsafe { q4_avx2::<4>(o, packed, first, done, width, out) };
-                    done += 64;
-                }
-                while done + 16 <= width {
-                    unsafe { q4_avx2::<1>(o, packed, first, done, width, out) };
-                    done += 16;
-                }
-            }
+    // Runs `kernel(col)` on strips of `strip` columns from `done` while a whole one fits.
+    let mut cover = |strip: usize, kernel: &mut dyn FnMut(usize)| {
+        while done + strip <= width {
+            kernel(done);
+            done += strip;
         }
-        QValues::Bytes(bytes) => {
-            if avx512 {
-                while done + 64 <= width {
-                    unsafe { q8_avx512::<4>(o, bytes, first, done, width, out) };
-                    done += 64;
-                }
-                while done + 16 <= width {
-                    unsafe { q8_avx512::<1>(o, bytes, first, done, width, out) };
-                    done += 16;
-                }
-            } else if avx2 {
-                while done + 32 <= width {
-                    unsafe { q8_avx2::<4>(o, bytes, first, done, width, out) };
-                    done += 32;
-                }
-                while done + 8 <= width {
-                    unsafe { q8_avx2::<1>(o, bytes, first, done, width, out) };
-                    done += 8;
-                }
-            }
+    };
+    // SAFETY (every kernel call below): the CPU has the kernel's features (`isa`); a kernel
+    // reads columns `first + col .. first + col + its strip ≤ first + width ≤ n` of every
+    // weight row and scale row (asserted above and in the kernel), and a packed row starts on
+    // a byte because `n` and `first` are even (checked here).
+    match (o.values, isa) {
+        (QValues::Nibbles(_), _) if !o.n.is_multiple_of(2) || !first.is_multiple_of(2) => {}
+        (QValues::Nibbles(p), Isa::Avx512) => {
+            cover(128, &mut |c| unsafe {
+                q4_avx512::<4>(o, p, first, c, width, out)
+            });
+            cover(32, &mut |c| unsafe {
+                q4_avx512::<1>(o, p, first, c, width, out)
+            });
         }
+        (QValues::Nibbles(p), Isa::Avx2) => {
+            cover(64, &mut |c| unsafe {
+                q4_avx2::<4>(o, p, first, c, width, out)
+            });
+            cover(16, &mut |c| unsafe {
+                q4_avx2::<1>(o, p, first, c, width, out)
+            });
+        }
+        (QValues::Bytes(b), Isa::Avx512) => {
+            cover(64, &mut |c| unsafe {
+                q8_avx512::<4>(o, b, first, c, width, out)
+            });
+            cover(16, &mut |c| unsafe {
+                q8_avx512::<1>(o, b, first, c, width, out)
+            });
+        }
+        (QValues::Bytes(b), Isa::Avx2) => {
+            cover(32, &mut |c| unsafe {
+                q8_avx2::<4>(o, b, first, c, width, out)
+            });
+            cover(8, &mut |c| unsafe {
+                q8_avx2::<1>(o, b, first, c, width, out)
+            });
+        }
+        (_, Isa::None) => {}
     }
     done
 }
