@@ -174,25 +174,32 @@ fn main() -> ExitCode {
     // The experiment reports its progress (a line per run) unless asked to be quiet.
     let progress = matches!(cli.command, Command::Experiment(_));
     init_logging(cli.quiet, cli.verbose, progress);
-    let result = match cli.command {
-        Command::Train(args) => train(*args, cli.quiet),
-        Command::Predict(args) => predict(args),
-        Command::Inspect(args) => inspect(args),
-        Command::Eval(args) => eval(args, cli.quiet),
-        Command::Generate(args) => generate(args),
-        Command::Merge(args) => merge(args, cli.quiet),
-        Command::Export(args) => export(args, cli.quiet),
-        Command::Experiment(args) => experiment(args, cli.quiet),
-        Command::Bench(args) => bench(args),
-        Command::Conformance(args) => conformance(args),
-        Command::Device(args) => device(args),
-    };
+    // Every command runs on a thread of the compute pool, so that this thread takes a share of
+    // each parallel tensor operation instead of waiting for the pool (lora_core::compute_pool).
+    let result = lora_core::compute_pool::run_on_compute_pool(move || run(cli.command, cli.quiet));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs one command.
+fn run(command: Command, quiet: bool) -> anyhow::Result<()> {
+    match command {
+        Command::Train(args) => train(*args, quiet),
+        Command::Predict(args) => predict(args),
+        Command::Inspect(args) => inspect(args),
+        Command::Eval(args) => eval(args, quiet),
+        Command::Generate(args) => generate(args),
+        Command::Merge(args) => merge(args, quiet),
+        Command::Export(args) => export(args, quiet),
+        Command::Experiment(args) => experiment(args, quiet),
+        Command::Bench(args) => bench(args),
+        Command::Conformance(args) => conformance(args),
+        Command::Device(args) => device(args),
     }
 }
 

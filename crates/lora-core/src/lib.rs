@@ -36,6 +36,7 @@
 pub mod adapter;
 pub mod base_dtype;
 pub mod bottleneck;
+pub mod compute_pool;
 pub mod config;
 pub mod device;
 pub mod device_info;
