@@ -17,6 +17,10 @@ use crate::{FlexTensor, Layout};
 trait GemmScalar: Element + bytemuck::Pod {
     fn zero() -> Self;
     fn one() -> Self;
+    /// A NaN, stored in fresh outputs by the tests so that an element gemm does not write
+    /// shows.
+    #[cfg(test)]
+    fn nan() -> Self;
 }
 
 impl GemmScalar for f32 {
@@ -25,6 +29,10 @@ impl GemmScalar for f32 {
     }
     fn one() -> Self {
         1.0
+    }
+    #[cfg(test)]
+    fn nan() -> Self {
+        f32::NAN
     }
 }
 
@@ -35,6 +43,10 @@ impl GemmScalar for f64 {
     fn one() -> Self {
         1.0
     }
+    #[cfg(test)]
+    fn nan() -> Self {
+        f64::NAN
+    }
 }
 
 impl GemmScalar for f16 {
@@ -44,6 +56,34 @@ impl GemmScalar for f16 {
     fn one() -> Self {
         f16::from_f32(1.0)
     }
+    #[cfg(test)]
+    fn nan() -> Self {
+        f16::NAN
+    }
+}
+
+/// A contiguous tensor of `shape` whose elements `write` stores into the buffer, handed over as
+/// uninitialised slots. Every product here calls gemm with `read_dst = false`, which writes
+/// each element of its output without reading it (`k = 0` included: it stores zeros), so the
+/// buffer is not zero-filled first: that was a pass over every product's output, 3-4 % of a
+/// MiniLM training step. `write` must store every slot.
+fn gemm_output<T: GemmScalar>(
+    shape: Shape,
+    write: impl FnOnce(&mut [core::mem::MaybeUninit<T>]),
+) -> FlexTensor {
+    let len = shape.num_elements();
+    let mut data = Vec::<T>::with_capacity(len);
+    let slots = &mut data.spare_capacity_mut()[..len];
+    #[cfg(test)]
+    slots.fill(core::mem::MaybeUninit::new(T::nan()));
+    write(slots);
+    // SAFETY: `write` stored all `len` slots (gemm writes its whole output).
+    unsafe { data.set_len(len) };
+    FlexTensor::new(
+        Bytes::from_elems(data),
+        Layout::contiguous(shape),
+        T::dtype(),
+    )
 }
 
 /// Checked multiplication for matrix sizes, panics on overflow.
@@ -80,20 +120,45 @@ fn parallel_threshold(m: usize, n: usize, k: usize) -> usize {
     }
 }
 
-/// Get parallelism setting based on matrix size.
-fn get_parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
-    let ops = m.saturating_mul(n).saturating_mul(k);
-    if ops >= parallel_threshold(m, n, k) {
-        #[cfg(feature = "rayon")]
-        {
-            gemm::Parallelism::Rayon(0) // 0 = use all available threads
-        }
-        #[cfg(not(feature = "rayon"))]
-        {
-            gemm::Parallelism::None
-        }
+/// The smallest right operand (`k × n` elements) whose product with a few rows (fewer than
+/// [`SQUARE_MIN_DIM`]) is split into column blocks across the threads ([`Split::Columns`]):
+/// half a megabyte of `f32`, read once per product, about 50 µs on one core.
+#[cfg(feature = "rayon")]
+const COLUMN_SPLIT_ELEMS: usize = 1 << 17;
+
+/// Column blocks start at multiples of this many columns (a cache line of `f32`).
+#[cfg(feature = "rayon")]
+const COLUMN_BLOCK_ALIGN: usize = 16;
+
+/// How one product is spread over the threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Split {
+    /// On the calling thread.
+    None,
+    /// By gemm itself (its packed kernels hand tiles of the output to the rayon pool).
+    Gemm,
+    /// Into blocks of output columns, one single-threaded gemm call per block on the rayon pool
+    /// (lora-burn's patch). gemm runs a product of one row (decoding's matrix-vector products,
+    /// whose time is reading the weight) on the calling thread whatever parallelism it is
+    /// given, and below [`PARALLEL_THRESHOLD`] a product of a few rows on one thread too.
+    #[cfg(feature = "rayon")]
+    Columns,
+}
+
+/// How a product of `m × k` by `k × n` is spread over the threads.
+fn split_of(m: usize, n: usize, k: usize) -> Split {
+    #[cfg(feature = "rayon")]
+    if m < SQUARE_MIN_DIM
+        && n.saturating_mul(k) >= COLUMN_SPLIT_ELEMS
+        && n >= 2 * COLUMN_BLOCK_ALIGN
+        && rayon::current_num_threads() > 1
+    {
+        return Split::Columns;
+    }
+    if m.saturating_mul(n).saturating_mul(k) >= parallel_threshold(m, n, k) {
+        Split::Gemm
     } else {
-        gemm::Parallelism::None
+        Split::None
     }
 }
 
@@ -275,34 +340,78 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
 
     let lhs_data: &[T] = lhs.storage();
     let rhs_data: &[T] = rhs.storage();
-    let lhs_ptr = unsafe { lhs_data.as_ptr().add(lhs.layout().start_offset()) };
-    let rhs_ptr = unsafe { rhs_data.as_ptr().add(rhs.layout().start_offset()) };
+    let lhs_start = lhs.layout().start_offset() as isize;
+    let rhs_start = rhs.layout().start_offset() as isize;
 
     let out_shape = Shape::from(vec![m, n]);
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
-    let out_data: &mut [T] = output.storage_mut();
+    let split = split_of(m, n, k);
 
-    let parallelism = get_parallelism(m, n, k);
+    gemm_output::<T>(out_shape, |out| unsafe {
+        gemm_split(
+            [m, n, k],
+            out.as_mut_ptr().cast::<T>(),
+            [1, n as isize],
+            (lhs_data, lhs_start, [lhs_col_stride, lhs_row_stride]),
+            (rhs_data, rhs_start, [rhs_col_stride, rhs_row_stride]),
+            split,
+        );
+    })
+}
 
-    unsafe {
+/// One product `out = lhs × rhs` of `[m, n, k]` (operands as a buffer, the offset of their
+/// first element and their `[column, row]` strides; `out` by its `[column, row]` strides),
+/// spread over the threads as `split` says.
+///
+/// # Safety
+/// The operands' and the output's elements must all lie inside their buffers, and no one else
+/// may access the output while this runs.
+unsafe fn gemm_split<T: GemmScalar>(
+    [m, n, k]: [usize; 3],
+    out: *mut T,
+    [out_cs, out_rs]: [isize; 2],
+    (lhs, lhs_off, [lhs_cs, lhs_rs]): (&[T], isize, [isize; 2]),
+    (rhs, rhs_off, [rhs_cs, rhs_rs]): (&[T], isize, [isize; 2]),
+    split: Split,
+) {
+    let run = |out: *mut T, col: usize, width: usize, parallelism: gemm::Parallelism| unsafe {
         gemm_call(
             m,
-            n,
+            width,
             k,
-            out_data.as_mut_ptr(),
-            1,
-            n as isize,
-            lhs_ptr,
-            lhs_col_stride,
-            lhs_row_stride,
-            rhs_ptr,
-            rhs_col_stride,
-            rhs_row_stride,
+            out.offset(col as isize * out_cs),
+            out_cs,
+            out_rs,
+            lhs.as_ptr().offset(lhs_off),
+            lhs_cs,
+            lhs_rs,
+            rhs.as_ptr().offset(rhs_off + col as isize * rhs_cs),
+            rhs_cs,
+            rhs_rs,
             parallelism,
-        );
+        )
+    };
+    match split {
+        Split::None => run(out, 0, n, gemm::Parallelism::None),
+        #[cfg(feature = "rayon")]
+        Split::Gemm => run(out, 0, n, gemm::Parallelism::Rayon(0)),
+        #[cfg(not(feature = "rayon"))]
+        Split::Gemm => run(out, 0, n, gemm::Parallelism::None),
+        #[cfg(feature = "rayon")]
+        Split::Columns => {
+            use rayon::prelude::*;
+            let blocks = rayon::current_num_threads()
+                .min(n / COLUMN_BLOCK_ALIGN)
+                .max(1);
+            let width = n.div_ceil(blocks).next_multiple_of(COLUMN_BLOCK_ALIGN);
+            let out = crate::ops::SendMutPtr::new(out);
+            (0..n.div_ceil(width)).into_par_iter().for_each(|block| {
+                let col = block * width;
+                // SAFETY: the blocks' columns are disjoint, so no two threads write one element.
+                let out = unsafe { out.ptr_add(0) };
+                run(out, col, width.min(n - col), gemm::Parallelism::None);
+            });
+        }
     }
-
-    output
 }
 
 /// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one.
@@ -382,86 +491,62 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
     out_dims.push(n);
     let out_shape = Shape::from(out_dims);
 
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
-
     let lhs_data: &[T] = lhs.storage();
     let rhs_data: &[T] = rhs.storage();
     let lhs_start = lhs.layout().start_offset() as isize;
     let rhs_start = rhs.layout().start_offset() as isize;
-    let out_data: &mut [T] = output.storage_mut();
 
-    let per_matrix_ops = m.saturating_mul(n).saturating_mul(k);
-
-    // Closure: run gemm for one batch slice at the given pointers
-    let run_one = |out_ptr: *mut T, b: usize, parallelism: gemm::Parallelism| {
+    // One batch slice's product, spread over the threads as `split` says.
+    let run_one = |out_ptr: *mut T, b: usize, split: Split| {
         let lhs_off = lhs_start + batch_elem_offset(b, &broadcast_shape, &lhs_batch_strides);
         let rhs_off = rhs_start + batch_elem_offset(b, &broadcast_shape, &rhs_batch_strides);
         unsafe {
-            gemm_call::<T>(
-                m,
-                n,
-                k,
+            gemm_split(
+                [m, n, k],
                 out_ptr,
-                1,
-                n as isize,
-                lhs_data.as_ptr().offset(lhs_off),
-                lhs_col_stride,
-                lhs_row_stride,
-                rhs_data.as_ptr().offset(rhs_off),
-                rhs_col_stride,
-                rhs_row_stride,
-                parallelism,
+                [1, n as isize],
+                (lhs_data, lhs_off, [lhs_col_stride, lhs_row_stride]),
+                (rhs_data, rhs_off, [rhs_col_stride, rhs_row_stride]),
+                split,
             );
         }
     };
 
     // Strategy:
-    // 1. Large matrices: let gemm parallelize internally
-    // 2. Small matrices, large batch: parallelize batch loop
-    // 3. Small total work: single-threaded
+    // 1. A few matrices worth splitting: each one across the threads (`split_of`)
+    // 2. Many matrices, large total work: the batch loop on the rayon pool
+    // 3. Otherwise: single-threaded
+    let split = split_of(m, n, k);
     #[cfg(feature = "rayon")]
-    {
-        let total_ops = batch_size.saturating_mul(per_matrix_ops);
-        let prefer_batch_parallel = batch_size >= 4 && total_ops >= BATCH_PARALLEL_THRESHOLD;
+    let batch_parallel = batch_size > 1
+        && batch_size.saturating_mul(m.saturating_mul(n).saturating_mul(k))
+            >= BATCH_PARALLEL_THRESHOLD
+        && (split == Split::None || batch_size >= 4);
+    #[cfg(not(feature = "rayon"))]
+    let batch_parallel = false;
 
-        if per_matrix_ops >= parallel_threshold(m, n, k) && !prefer_batch_parallel {
-            let parallelism = gemm::Parallelism::Rayon(0);
-            for b in 0..batch_size {
-                run_one(out_data[b * out_matrix_size..].as_mut_ptr(), b, parallelism);
+    gemm_output::<T>(out_shape, |out_data| {
+        if batch_parallel {
+            #[cfg(feature = "rayon")]
+            {
+                use rayon::prelude::*;
+                out_data
+                    .par_chunks_mut(out_matrix_size)
+                    .enumerate()
+                    .for_each(|(b, out_chunk)| {
+                        run_one(out_chunk.as_mut_ptr().cast::<T>(), b, Split::None);
+                    });
             }
-        } else if total_ops >= BATCH_PARALLEL_THRESHOLD && batch_size > 1 {
-            use rayon::prelude::*;
-
-            out_data
-                .par_chunks_mut(out_matrix_size)
-                .enumerate()
-                .for_each(|(b, out_chunk)| {
-                    run_one(out_chunk.as_mut_ptr(), b, gemm::Parallelism::None);
-                });
         } else {
             for b in 0..batch_size {
                 run_one(
-                    out_data[b * out_matrix_size..].as_mut_ptr(),
+                    out_data[b * out_matrix_size..].as_mut_ptr().cast::<T>(),
                     b,
-                    gemm::Parallelism::None,
+                    split,
                 );
             }
         }
-    }
-
-    #[cfg(not(feature = "rayon"))]
-    {
-        let _ = per_matrix_ops;
-        for b in 0..batch_size {
-            run_one(
-                out_data[b * out_matrix_size..].as_mut_ptr(),
-                b,
-                gemm::Parallelism::None,
-            );
-        }
-    }
-
-    output
+    })
 }
 
 // ============================================================================
@@ -938,6 +1023,90 @@ mod tests {
     use burn_std::{bf16, f16};
 
     use crate::{Flex, FlexTensor};
+
+    /// Every path of the f32 product (2-D and batched; on one thread, split by gemm, by batch
+    /// and into column blocks; one row, one column, an empty inner dimension; a transposed
+    /// right operand) against a naive product, on a pool of three threads (column blocks of
+    /// unequal widths). Test builds start every output as NaN (`gemm_output`), so an element
+    /// gemm did not write shows.
+    #[test]
+    fn every_product_path_writes_its_whole_output() {
+        #[cfg(feature = "rayon")]
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap()
+            .install(check_every_product_path);
+        #[cfg(not(feature = "rayon"))]
+        check_every_product_path();
+    }
+
+    fn check_every_product_path() {
+        #[cfg(feature = "rayon")]
+        assert_eq!(super::split_of(1, 300, 600), super::Split::Columns);
+        assert_eq!(super::split_of(1, 300, 64), super::Split::None);
+        let value = |i: usize| ((i * 7 + 3) % 11) as f32 - 5.0;
+        let cases: [(&[usize], usize, usize, usize); 14] = [
+            (&[], 3, 4, 5),
+            (&[], 1, 64, 300),
+            (&[], 300, 64, 1),
+            (&[], 4, 0, 6),
+            (&[], 200, 200, 200),
+            (&[8], 16, 32, 16),
+            (&[8], 64, 64, 64),
+            (&[2], 200, 200, 200),
+            (&[2, 3], 5, 7, 9),
+            (&[3], 2, 0, 3),
+            (&[], 1, 600, 300),
+            (&[], 5, 300, 500),
+            (&[1], 1, 576, 333),
+            (&[2], 3, 512, 300),
+        ];
+        for (batch, m, k, n) in cases {
+            for transposed in [false, true] {
+                let batches: usize = batch.iter().product();
+                let lhs: Vec<f32> = (0..batches * m * k).map(value).collect();
+                let rhs: Vec<f32> = (0..batches * k * n).map(|i| value(i + 5)).collect();
+                let shape = |a: usize, b: usize| [batch, &[a, b]].concat();
+                let lhs_t = FlexTensor::from_data(TensorData::new(lhs.clone(), shape(m, k)));
+                let rank = batch.len() + 2;
+                // The right operand as stored, or stored as its transpose and viewed back.
+                let rhs_t = if transposed {
+                    let mut stored = vec![0.0f32; rhs.len()];
+                    for b in 0..batches {
+                        for r in 0..k {
+                            for c in 0..n {
+                                stored[b * k * n + c * k + r] = rhs[b * k * n + r * n + c];
+                            }
+                        }
+                    }
+                    FlexTensor::from_data(TensorData::new(stored, shape(n, k)))
+                        .transpose(rank - 2, rank - 1)
+                } else {
+                    FlexTensor::from_data(TensorData::new(rhs.clone(), shape(k, n)))
+                };
+                let out: Vec<f32> = Flex::float_matmul(lhs_t, rhs_t)
+                    .into_data()
+                    .try_into_vec()
+                    .unwrap();
+                assert_eq!(out.len(), batches * m * n);
+                for b in 0..batches {
+                    for i in 0..m {
+                        for j in 0..n {
+                            let expected: f32 = (0..k)
+                                .map(|r| lhs[b * m * k + i * k + r] * rhs[b * k * n + r * n + j])
+                                .sum();
+                            let got = out[b * m * n + i * n + j];
+                            assert_eq!(
+                                got, expected,
+                                "{batch:?} x {m}x{k}x{n} (transposed {transposed}) at {b},{i},{j}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn test_matmul_f64() {
