@@ -92,6 +92,24 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     lora_eval::conformance::max_abs_diff(a, b)
 }
 
+/// The ids of a module's trainable parameters (those whose tensors require a gradient).
+pub fn trainable_ids<M: burn::module::Module>(model: &M) -> Vec<burn::module::ParamId> {
+    struct Ids(Vec<burn::module::ParamId>);
+    impl burn::module::ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(
+            &mut self,
+            param: &burn::module::Param<burn::tensor::Tensor<D>>,
+        ) {
+            if param.val().is_require_grad() {
+                self.0.push(param.id);
+            }
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    model.visit(&mut ids);
+    ids.0
+}
+
 /// Index of the largest element.
 pub fn argmax(v: &[f32]) -> usize {
     let mut best = 0;

@@ -11,7 +11,9 @@ use burn::tensor::{Distribution, Tensor};
 use lora_core::{BaseDType, LoraConfig, LoraInit, LoraLinearConfig, ParamBytes};
 use lora_models::{ModelSource, load_causal_lm, load_causal_lm_as};
 use lora_surgery::{Adaptable, load_adapter, save_adapter};
-use lora_tests::{FixtureTensorExt, asset, fixtures_dir, max_abs_diff, read_fixture};
+use lora_tests::{
+    FixtureTensorExt, asset, fixtures_dir, max_abs_diff, read_fixture, trainable_ids,
+};
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
@@ -161,20 +163,6 @@ lora_core::backend_test!(fn stored_base_backward_equals_the_widened_f32_base(dev
 static RANDOM_DRAWS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The trainable parameters' ids of `model`.
-fn trainable_ids<M: burn::module::Module>(model: &M) -> Vec<burn::module::ParamId> {
-    struct Ids(Vec<burn::module::ParamId>);
-    impl burn::module::ModuleVisitor for Ids {
-        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-            if param.val().is_require_grad() {
-                self.0.push(param.id);
-            }
-        }
-    }
-    let mut ids = Ids(Vec::new());
-    model.visit(&mut ids);
-    ids.0
-}
-
 /// Backpropagates `head`'s loss through `model` once through one graph (each layer seeded as
 /// the layer-wise pass seeds it, so dropout draws the same masks) and once layer by layer with
 /// `rows_per_chunk` batch rows per head chunk, and checks that the loss and every trainable
@@ -197,6 +185,7 @@ fn layerwise_matches_one_graph<M: lora_train::layerwise::LayerStack>(
         seed_layer(device, seed, i);
         x = model.layer_forward(i, layer, x, &pass);
     }
+    let x = model.head_input(x, &pass);
     let rows = x.dims()[0];
     let loss = head(x, 0..rows);
     let expected_loss = loss.clone().into_scalar::<f32>() as f64;

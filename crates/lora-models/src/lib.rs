@@ -70,7 +70,8 @@ pub use decoder::{
     KvCache,
 };
 pub use encoder::{
-    Encoder, EncoderConfig, EncoderFamily, EncoderForSequenceClassification, TokenBatch, mean_pool,
+    Encoder, EncoderConfig, EncoderFamily, EncoderForSequenceClassification, EncoderPass,
+    TokenBatch, mean_pool,
 };
 pub use error::{ModelError, Result};
 pub use export::{HfModelFiles, save_hf_dir};

@@ -2,7 +2,8 @@
 //! model that is a stack of layers, keeping only each layer's input instead of every activation.
 //!
 //! 1. A forward pass without a graph (trainable parameters detached) keeps the input of every
-//!    layer and the output of the last: `L + 1` tensors of `[batch, seq, hidden]`.
+//!    layer and the output of the last: `L + 1` tensors of `[batch, seq, hidden]` (or of the
+//!    layers' own layout: an encoder's packed real tokens, [`LayerStack::head_input`]).
 //! 2. The head and the loss run on the last output in chunks of batch rows, each with its own
 //!    small graph and backward pass, so the `[rows, seq, vocab]` logits of a language model exist
 //!    for a few rows at a time; the gradients of the chunks' inputs are put back together.
@@ -54,6 +55,14 @@ pub trait LayerStack: Module {
         x: Tensor<3>,
         pass: &Self::Pass,
     ) -> Tensor<3>;
+
+    /// The last layer's output as the head reads it, `[batch, seq, hidden]`: a model whose
+    /// layers run on another layout (an encoder's packed real tokens) converts it here. The
+    /// default returns it unchanged.
+    fn head_input(&self, x: Tensor<3>, pass: &Self::Pass) -> Tensor<3> {
+        let _ = pass;
+        x
+    }
 }
 
 /// The loss of the rows `rows` of a batch from the last layer's output for those rows (the head
@@ -89,7 +98,8 @@ pub fn backward_by_layers<S: LayerStack>(
         kept.push(model.layer_forward(i, &frozen, x, &pass).detach());
     }
 
-    let last = kept.pop().expect("the output of the last layer");
+    let output = kept.pop().expect("the output of the last layer");
+    let last = model.head_input(output.clone(), &pass);
     let [rows, seq, hidden] = last.dims();
     let mut total = 0.0;
     let mut upstream = Vec::new();
@@ -106,7 +116,14 @@ pub fn backward_by_layers<S: LayerStack>(
         upstream.push(input_grad(&leaf, &mut chunk_grads, rows)?);
         grads.add(model, chunk_grads);
     }
-    let mut g = Tensor::cat(upstream, 0);
+    // The gradient of the last layer's output: through `head_input` (a layout change) by its
+    // own small graph.
+    let mut g = {
+        let leaf = output.require_grad();
+        let y = model.head_input(leaf.clone(), &pass);
+        let mut head_input_grads = (y * Tensor::cat(upstream, 0)).sum().backward();
+        input_grad(&leaf, &mut head_input_grads, rows)?
+    };
 
     for (i, layer) in layers.iter().enumerate().rev() {
         let leaf = kept.pop().expect("one kept input per layer").require_grad();

@@ -54,7 +54,7 @@ use std::ops::Range;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use lora_core::BottleneckAdapterConfig;
-use lora_models::encoder::EncoderLayer;
+use lora_models::encoder::{EncoderLayer, EncoderPass};
 use lora_models::{
     DecoderBatch, DecoderForCausalLM, DecoderPass, EncoderForSequenceClassification, KvCache,
 };
@@ -225,12 +225,12 @@ impl SequenceClassifier for EncoderForSequenceClassification {
 
 impl LayerStack for EncoderForSequenceClassification {
     type Input = TokenBatch;
-    type Pass = Option<Tensor<4>>;
+    type Pass = EncoderPass;
     type Layer = EncoderLayer;
 
     fn begin(&self, input: &TokenBatch) -> Result<(Tensor<3>, Self::Pass)> {
-        let mask = self.encoder.attention_mask(input)?;
-        Ok((self.encoder.embed(input), mask))
+        let pass = self.encoder.pass(input, true)?;
+        Ok((pass.packed(self.encoder.embed(input)), pass))
     }
 
     fn layers(&self) -> &[EncoderLayer] {
@@ -242,9 +242,13 @@ impl LayerStack for EncoderForSequenceClassification {
         _index: usize,
         layer: &EncoderLayer,
         x: Tensor<3>,
-        mask: &Self::Pass,
+        pass: &Self::Pass,
     ) -> Tensor<3> {
-        self.encoder.layer_forward(layer, x, mask.as_ref())
+        self.encoder.layer_forward(layer, x, pass)
+    }
+
+    fn head_input(&self, x: Tensor<3>, pass: &EncoderPass) -> Tensor<3> {
+        pass.padded(x)
     }
 }
 

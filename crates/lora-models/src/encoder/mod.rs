@@ -5,7 +5,9 @@
 pub mod config;
 pub mod model;
 pub mod names;
+pub mod pass;
 
 pub use config::{EncoderConfig, EncoderFamily};
 pub use model::{Encoder, EncoderForSequenceClassification, EncoderLayer, TokenBatch, mean_pool};
 pub use names::EncoderNames;
+pub use pass::{EncoderPass, Packing};

@@ -10,6 +10,7 @@ use lora_core::{BaseDType, BottleneckAdapter, LoraLinear};
 
 use super::config::{EncoderConfig, EncoderFamily};
 use super::names::EncoderNames;
+use super::pass::{EncoderPass, Packing};
 use crate::error::{ModelError, Result};
 use crate::export::{NamedHostTensors, embedding_tensor, linear_tensors, norm_tensors};
 use crate::layers::attention::{MaskSpec, attend};
@@ -280,19 +281,22 @@ impl Encoder {
         e.dropout.forward(e.norm.forward(x))
     }
 
-    /// The last hidden state `[batch, seq, hidden]`.
+    /// The last hidden state `[batch, seq, hidden]`; zero at padding positions. The layers run
+    /// on the real tokens only (see [`EncoderPass`]).
     pub fn forward(&self, input: &TokenBatch) -> Result<Tensor<3>> {
-        let mask = self.attention_mask(input)?;
-        let mut x = self.embed(input);
+        let pass = self.pass(input, true)?;
+        let mut x = pass.packed(self.embed(input));
         for layer in &self.layers {
-            x = self.layer_forward(layer, x, mask.as_ref());
+            x = self.layer_forward(layer, x, &pass);
         }
-        Ok(x)
+        Ok(pass.padded(x))
     }
 
-    /// Checks the batch's length against the model's positions and builds the additive
-    /// attention mask of its padding (`None`: no padding), shared by every layer.
-    pub fn attention_mask(&self, input: &TokenBatch) -> Result<Option<Tensor<4>>> {
+    /// Checks the batch's length against the model's positions and builds what every layer of
+    /// a pass over it reads: the additive attention mask of its padding, and (with `pack`,
+    /// where the batch has padding) the packing of its real tokens. A pass that packs takes the
+    /// hidden states as `[1, tokens, hidden]` ([`EncoderPass::packed`] of the embeddings).
+    pub fn pass(&self, input: &TokenBatch, pack: bool) -> Result<EncoderPass> {
         let [batch, seq] = input.input_ids.dims();
         let offset = if self.config.family.padding_aware_positions() {
             self.config.pad_token_id + 1
@@ -313,34 +317,46 @@ impl Encoder {
             .convert::<i64>()
             .try_into_vec::<i64>()
             .map_err(|e| ModelError::Input(format!("cannot read the attention mask: {e:?}")))?;
-        let key_padding = padding
+        let key_padding: Vec<Vec<bool>> = padding
             .chunks(seq.max(1))
             .map(|row| row.iter().map(|&m| m != 0).collect())
             .collect();
-        Ok(MaskSpec {
+        let packing = if pack {
+            Packing::of(&key_padding, &device)
+        } else {
+            None
+        };
+        let mask = MaskSpec {
             key_padding,
             ..Default::default()
         }
-        .build(batch, 0, seq, &device))
+        .build(batch, 0, seq, &device);
+        Ok(EncoderPass { mask, packing })
     }
 
-    /// Runs `layer` (one of [`Encoder::layers`], or a copy of one) on `x`, `[batch, seq, hidden]`,
-    /// with the mask of [`Encoder::attention_mask`].
+    /// Runs `layer` (one of [`Encoder::layers`], or a copy of one) on `x`, the hidden states
+    /// in the layout of `pass` (see [`Encoder::pass`]).
     pub fn layer_forward(
         &self,
         layer: &EncoderLayer,
         x: Tensor<3>,
-        mask: Option<&Tensor<4>>,
+        pass: &EncoderPass,
     ) -> Tensor<3> {
-        let [batch, seq, hidden] = x.dims();
         let heads = self.config.num_heads;
-        let head_dim = hidden / heads;
-        let split = |t: Tensor<3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
+        let split = |t: Tensor<3>| {
+            let t = pass.padded(t);
+            let [batch, seq, hidden] = t.dims();
+            t.reshape([batch, seq, heads, hidden / heads])
+                .swap_dims(1, 2)
+        };
         let q = split(layer.query.forward(x.clone()));
         let k = split(layer.key.forward(x.clone()));
         let v = split(layer.value.forward(x.clone()));
+        let head_dim = q.dims()[3];
         let scale = (head_dim as f64).powf(-0.5);
+        let mask = pass.mask.as_ref();
         let context = attend(q, k, v, scale, None, mask, Some(&layer.attention_dropout));
+        let context = pass.packed(context);
         let mut attended = layer
             .dropout
             .forward(layer.attention_output.forward(context));
