@@ -48,6 +48,9 @@ struct Row {
     tokens: &'static str,
     model: &'static str,
     what: &'static str,
+    /// Timed runs per `--repeats`: batch-1 latencies last milliseconds, so they are timed
+    /// more often than the steps for a median that holds still.
+    repeat_factor: usize,
 }
 
 static ROWS: [Row; 9] = [
@@ -56,54 +59,63 @@ static ROWS: [Row; 9] = [
         tokens: "encoder-b32.json",
         model: "minilm",
         what: "MiniLM LoRA training step (r=8 q,v), batch 32 × ≤64",
+        repeat_factor: 1,
     },
     Row {
         workload: "encoder-ft-step",
         tokens: "encoder-b32.json",
         model: "minilm",
         what: "MiniLM full fine-tuning step, batch 32 × ≤64",
+        repeat_factor: 1,
     },
     Row {
         workload: "encoder-infer",
         tokens: "encoder-b32.json",
         model: "minilm",
         what: "MiniLM inference, batch 32 × ≤64",
+        repeat_factor: 1,
     },
     Row {
         workload: "encoder-latency-base",
         tokens: "encoder-b1.json",
         model: "minilm",
         what: "MiniLM latency, batch 1 × 32, base",
+        repeat_factor: 20,
     },
     Row {
         workload: "encoder-latency-merged",
         tokens: "encoder-b1.json",
         model: "minilm",
         what: "MiniLM latency, batch 1 × 32, LoRA merged",
+        repeat_factor: 20,
     },
     Row {
         workload: "encoder-latency-unmerged",
         tokens: "encoder-b1.json",
         model: "minilm",
         what: "MiniLM latency, batch 1 × 32, LoRA unmerged",
+        repeat_factor: 20,
     },
     Row {
         workload: "decoder-lora-step",
         tokens: "decoder-b4.json",
         model: "smollm2",
         what: "SmolLM2-135M LoRA training step (r=8 q,v), batch 4 × ≤128",
+        repeat_factor: 1,
     },
     Row {
         workload: "decoder-prefill",
         tokens: "decoder-b4.json",
         model: "smollm2",
         what: "SmolLM2-135M prefill, batch 4 × ≤128",
+        repeat_factor: 1,
     },
     Row {
         workload: "decoder-decode",
         tokens: "decoder-prompt.json",
         model: "smollm2",
         what: "SmolLM2-135M greedy decoding after 32 tokens, batch 1",
+        repeat_factor: 1,
     },
 ];
 
@@ -200,6 +212,10 @@ fn vs_pytorch(args: &[String]) -> Result<()> {
     let python = crate::python::pinned_python(&root)?;
     let script = root.join("xtask/bench/pytorch_bench.py");
     let tokens = BenchTokens::write(&root, &lora)?;
+    let per_process: usize = repeats
+        .parse()
+        .context("--repeats takes a positive number, e.g. 5")?;
+    let repeats_of = |row: &Row| (per_process * row.repeat_factor).to_string();
     // Rounds alternate the two engines over every workload, so that a slow spell of a shared
     // machine (run-to-run spread is ±20 % on the 2-core VMs) falls on both and is visible.
     let mut results: Vec<Measured> = threads
@@ -227,7 +243,7 @@ fn vs_pytorch(args: &[String]) -> Result<()> {
                     .arg(model)
                     .arg("--tokens")
                     .arg(&token_file)
-                    .args(["--repeats", &repeats, "--device", "flex"])
+                    .args(["--repeats", &repeats_of(row), "--device", "flex"])
                     .env("RAYON_NUM_THREADS", n.to_string()),
             )?;
             let theirs = json_of(
@@ -237,7 +253,7 @@ fn vs_pytorch(args: &[String]) -> Result<()> {
                     .arg(model)
                     .arg("--tokens")
                     .arg(&token_file)
-                    .args(["--threads", &n.to_string(), "--repeats", &repeats]),
+                    .args(["--threads", &n.to_string(), "--repeats", &repeats_of(row)]),
             )?;
             m.rounds.push((ours, theirs));
         }
@@ -406,7 +422,8 @@ fn performance_md(results: &[Measured], lora: &Path) -> Result<String> {
          Measured by `cargo xtask bench --vs-pytorch` on {date}: {machine}. Each workload runs in \
          its own process, `lora` (release build, `{}`, flex backend) then PyTorch ({versions}), \
          back to back on the same token ids (`lora bench --write-tokens`); each value is the median \
-         of the timed runs after warm-up, then the median over {rounds} round(s), every round \
+         of the timed runs after warm-up (`--repeats`, twenty times as many for the batch-1 \
+         latencies), then the median over {rounds} round(s), every round \
          running both engines over every workload in turn. Ratio: median of the rounds' lora / \
          PyTorch ratios (below 1: lora is faster or smaller), with their range when there are \
          several rounds. Cores busy: CPU seconds / wall seconds of the timed runs.\n\n\
@@ -445,7 +462,49 @@ fn performance_md(results: &[Measured], lora: &Path) -> Result<String> {
             busy(true),
         );
     }
+    md += &against_base(results);
     Ok(md)
+}
+
+/// The table of `lora`'s adapted-model latencies against the base model's, timed in
+/// alternation in the same process (`base_value`), with the median over rounds of each round's
+/// ratio; empty when no row has one.
+fn against_base(results: &[Measured]) -> String {
+    let mut rows = String::new();
+    for m in results {
+        let ratios: Vec<f64> = m
+            .rounds
+            .iter()
+            .filter_map(
+                |(ours, _)| match (number(ours, "value"), number(ours, "base_value")) {
+                    (Some(v), Some(b)) if b > 0.0 => Some(v / b),
+                    _ => None,
+                },
+            )
+            .collect();
+        let Some(ratio) = median(ratios.clone()) else {
+            continue;
+        };
+        let ms = |key| median_of(&m.rounds, key, true).map_or("-".into(), |v| format!("{v:.2}"));
+        rows += &format!(
+            "| {} | {} | {} | {} | {ratio:.3} | {} |\n",
+            m.row.what,
+            m.threads,
+            ms("base_value"),
+            ms("value"),
+            ratio_range(&ratios),
+        );
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    format!(
+        "\nlora's adapted models against its base model, both timed in the same process in \
+         alternation (each timed round runs both, the first of the two rotating), so that the \
+         machine's slow spells fall on both: ratio = median over rounds of this / base.\n\n\
+         | workload | threads | base ms | this ms | this / base | range |\n\
+         |---|---|---|---|---|---|\n{rows}"
+    )
 }
 
 #[cfg(test)]
@@ -468,6 +527,31 @@ mod tests {
         assert_eq!(round_ratios(&rounds), vec![0.8, 0.8, 0.9]);
         assert_eq!(median_of(&rounds, "value", true), Some(9.0));
         assert_eq!(median_of(&rounds, "value", false), Some(10.0));
+    }
+
+    #[test]
+    fn adapted_latency_is_reported_against_the_base_of_its_own_process() {
+        let round = |ours: f64, base: Option<f64>| {
+            let mut v = serde_json::json!({ "value": ours });
+            if let Some(b) = base {
+                v["base_value"] = b.into();
+            }
+            (v, serde_json::json!({ "value": 1.0 }))
+        };
+        let row = |i: usize, rounds| Measured {
+            row: &ROWS[i],
+            threads: 2,
+            rounds,
+        };
+        // Without a base in any round, no table.
+        assert_eq!(against_base(&[row(3, vec![round(7.0, None)])]), "");
+        // Each round's own pair: 7.7 / 7.0 and 11.0 / 10.0 are both 1.1.
+        let md = against_base(&[
+            row(3, vec![round(7.0, None)]),
+            row(4, vec![round(7.7, Some(7.0)), round(11.0, Some(10.0))]),
+        ]);
+        assert!(md.contains("| MiniLM latency, batch 1 × 32, LoRA merged | 2 | 8.50 | 9.35 | 1.100 | 1.10-1.10 |"), "{md}");
+        assert!(!md.contains("base | 2"), "{md}");
     }
 
     #[test]

@@ -15,7 +15,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use lora_core::ParamCount;
 use lora_data::EncodedBatch;
 use lora_data::sft::{IGNORE_INDEX, SftBatch};
-use lora_models::{DecoderForCausalLM, Encoder, GenerationConfig, KvCache};
+use lora_models::{
+    DecoderForCausalLM, Encoder, EncoderForSequenceClassification, GenerationConfig, KvCache,
+};
 use lora_train::optim::{AccumulatedGrads, Optimizer, OptimizerConfig};
 use lora_train::sft::{decoder_batch, sft_backward};
 use lora_train::task::classification_backward;
@@ -23,7 +25,7 @@ use lora_train::{Method, SequenceClassifier, prepare_causal_lm, prepare_classifi
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
-use crate::latency::measure;
+use crate::latency::{measure, measure_interleaved};
 
 /// One benchmark workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,6 +303,11 @@ pub struct BenchResult {
     /// keep what the workload needed at its peak).
     #[serde(default)]
     pub device_memory_mib: Option<f64>,
+    /// The base model's median in the same unit, timed in the same process in alternation
+    /// with this workload's runs (`encoder-latency-merged` and `-unmerged`): a comparison with
+    /// the base that one machine's slow spells cannot tilt.
+    #[serde(default)]
+    pub base_value: Option<f64>,
     /// CPU seconds (user + system) of the timed runs.
     pub cpu_seconds: Option<f64>,
     /// Wall seconds of the timed runs.
@@ -373,6 +380,7 @@ pub fn run_workload(
             }),
         unit: workload.unit().to_string(),
         value,
+        base_value: timed.base.map(|b| b.median_ms / per_unit),
         tokens_per_second: token_count.map(|n| n as f64 / (timed.latency.median_ms / 1e3)),
         peak_rss_mib: lora_train::memory::peak_rss_bytes().map(|b| b as f64 / 1048576.0),
         device_memory_mib: lora_core::device_info::device_info(&inference_device)
@@ -388,6 +396,8 @@ pub fn run_workload(
 /// The timings of the repeats.
 struct Timed {
     latency: crate::latency::Latency,
+    /// The base model's, timed in alternation (see [`BenchResult::base_value`]).
+    base: Option<crate::latency::Latency>,
     cpu_seconds: Option<f64>,
     wall_seconds: f64,
 }
@@ -395,21 +405,52 @@ struct Timed {
 fn timed(
     settings: &BenchSettings,
     device: &Device,
-    mut f: impl FnMut() -> Result<()>,
+    f: impl FnMut() -> Result<()>,
 ) -> Result<Timed> {
-    for _ in 0..settings.warmup {
-        f()?;
-    }
-    let cpu = cpu_seconds();
-    let started = Instant::now();
-    let latency = measure(0, settings.repeats, || -> Result<()> {
-        f()?;
+    timed_against(settings, device, f, None::<fn() -> Result<()>>)
+}
+
+/// Times `f` (and `base` in alternation with it, where given) after `settings.warmup` untimed
+/// runs of each.
+fn timed_against(
+    settings: &BenchSettings,
+    device: &Device,
+    mut f: impl FnMut() -> Result<()>,
+    base: Option<impl FnMut() -> Result<()>>,
+) -> Result<Timed> {
+    let sync = || {
         device
             .sync()
             .map_err(|e| EvalError::Config(format!("the device failed: {e:?}")))
-    })?;
+    };
+    let mut f = || -> Result<()> {
+        f()?;
+        sync()
+    };
+    let mut base = base.map(|mut base| {
+        move || -> Result<()> {
+            base()?;
+            sync()
+        }
+    });
+    for _ in 0..settings.warmup {
+        f()?;
+        if let Some(base) = &mut base {
+            base()?;
+        }
+    }
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let (latency, base) = match &mut base {
+        Some(base) => {
+            let l = measure_interleaved(0, settings.repeats, &mut [&mut f, base])?;
+            (l[0], Some(l[1]))
+        }
+        None => (measure(0, settings.repeats, f)?, None),
+    };
     Ok(Timed {
         latency,
+        base,
         cpu_seconds: cpu.zip(cpu_seconds()).map(|(a, b)| b - a),
         wall_seconds: started.elapsed().as_secs_f64(),
     })
@@ -492,16 +533,35 @@ fn encoder_workload(
                 },
                 _ => Method::HeadOnly,
             };
-            let mut model = prepare_classifier(encoder.valid(), 2, &method, 0, &inference)?;
+            let encoder = encoder.valid();
+            // The latency of an adapted model is timed in alternation with the base's (same
+            // head, same seed) in this process: `base_value`.
+            let base = match workload {
+                Workload::EncoderInfer | Workload::EncoderLatencyBase => None,
+                _ => Some(prepare_classifier(
+                    encoder.clone(),
+                    2,
+                    &Method::HeadOnly,
+                    0,
+                    &inference,
+                )?),
+            };
+            let mut model = prepare_classifier(encoder, 2, &method, 0, &inference)?;
             if workload == Workload::EncoderLatencyMerged {
                 lora_surgery::merge_and_unload(&mut model)?;
             }
             let params = ParamCount::of(&model);
             let batch = lora_train::token_batch(&encoded, &inference)?;
-            let timed = timed(settings, &inference, || {
+            let run = |model: &EncoderForSequenceClassification| -> Result<()> {
                 let _ = model.classify(&batch)?.into_data();
                 Ok(())
-            })?;
+            };
+            let timed = timed_against(
+                settings,
+                &inference,
+                || run(&model),
+                base.as_ref().map(|base| || run(base)),
+            )?;
             let tokens_count = (workload == Workload::EncoderInfer).then(|| tokens.tokens());
             Ok((timed, params, 1.0, tokens_count))
         }

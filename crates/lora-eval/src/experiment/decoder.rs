@@ -20,11 +20,10 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::config::{DecoderLatencyConfig, DecoderSection, MethodRun, TaskBudget};
-use super::run::{LatencyResult, record_result, reuse_run_dir};
+use super::run::{LatencyResult, LatencyTiming, latency_table, record_result, reuse_run_dir};
 use super::{slug, write_err, write_file};
 use crate::error::{EvalError, Result};
 use crate::generation::{GenerationSettings, evaluate_generation, prompt_ids, prompt_text};
-use crate::latency::measure;
 use lora_train::metrics::generation::GenerationMetrics;
 
 /// The label of the untrained model's row.
@@ -470,8 +469,9 @@ fn measure_decoder_latency(
         min_new_tokens: config.new_tokens,
         ..GenerationConfig::default()
     };
-    let mut out = Vec::new();
+    let mut models = Vec::with_capacity(variants.len());
     for (name, method, merge) in variants {
+        // The variants share the base's frozen tensors (a clone of a module shares them).
         let mut model = match &method {
             Some(method) => prepare_causal_lm(base.clone(), method, 0, device)?,
             None => base.clone(),
@@ -479,27 +479,28 @@ fn measure_decoder_latency(
         if merge {
             lora_surgery::merge_and_unload(&mut model)?;
         }
-        for &batch in &config.batch_sizes {
-            let ids: Vec<Vec<u32>> = prompts.iter().cycle().take(batch).cloned().collect();
-            let latency = measure(1, config.repeats, || -> Result<()> {
-                let generated = model.generate_batch(&ids, &generation, device)?;
-                debug_assert!(generated.iter().all(|g| g.len() == config.new_tokens));
-                Ok(())
-            })?;
-            let per_token = latency.per(config.new_tokens);
-            tracing::info!(
-                "decoder latency {name} batch {batch}: {:.2} ms / token",
-                per_token.median_ms
-            );
-            out.push(LatencyResult {
-                variant: name.to_string(),
-                batch,
-                seq_len: config.prompt_tokens,
-                latency: per_token,
-            });
-        }
+        models.push((name, model));
     }
-    Ok(out)
+    let timing = LatencyTiming {
+        warmup: 1,
+        repeats: config.repeats,
+        per: config.new_tokens,
+        unit: "ms / token",
+    };
+    latency_table(
+        &models,
+        &config.batch_sizes,
+        &timing,
+        |batch| {
+            let ids: Vec<Vec<u32>> = prompts.iter().cycle().take(batch).cloned().collect();
+            Ok((ids, config.prompt_tokens))
+        },
+        |model, ids| {
+            let generated = model.generate_batch(ids, &generation, device)?;
+            debug_assert!(generated.iter().all(|g| g.len() == config.new_tokens));
+            Ok(())
+        },
+    )
 }
 
 /// Prompts of exactly `prompt_tokens` tokens: test prompts of the generation task, rendered and

@@ -205,7 +205,7 @@ fn latency_table(results: &ExperimentResults) -> Table {
         }
     }
     table.note = Some(format!(
-        "Median of {} runs after {} warm-up runs, the encoder's forward with a 2-class head; inputs: {}.",
+        "Median of {} runs after {} warm-up runs, the variants timed in alternation (each round runs every one); the encoder's forward with a 2-class head; inputs: {}.",
         results.config.latency.repeats,
         results.config.latency.warmup,
         seen.join(", ")
@@ -373,8 +373,8 @@ fn decoder_latency_table(results: &ExperimentResults) -> Table {
     }
     table.note = Some(format!(
         "The paper's setting: a {}-token prompt, {} new tokens generated greedily (end of \
-         sequence ignored) with the KV cache; median of {} timed runs after one warm-up, divided \
-         by the new tokens. LoRA r={} on q_proj and v_proj; adapters with bottleneck {}.",
+         sequence ignored) with the KV cache; median of {} timed runs after one warm-up, the \
+         variants timed in alternation (each round runs every one), divided by the new tokens. LoRA r={} on q_proj and v_proj; adapters with bottleneck {}.",
         l.prompt_tokens, l.new_tokens, l.repeats, l.rank, l.bottleneck
     ));
     table

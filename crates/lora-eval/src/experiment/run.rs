@@ -22,7 +22,7 @@ use tokenizers::Tokenizer;
 use super::config::{LatencyConfig, TaskBudget, lora_qv};
 use super::{write_err, write_file};
 use crate::error::Result;
-use crate::latency::{Latency, measure};
+use crate::latency::{Latency, measure_interleaved};
 use crate::stats::bootstrap_ci;
 
 /// What one training run measured.
@@ -265,14 +265,25 @@ pub(crate) fn measure_latency(
         &splits.test[..largest.min(splits.test.len())],
         max_len,
     )?;
-    let mut out = Vec::new();
+    let mut models = Vec::with_capacity(variants.len());
     for (name, method, merge) in variants {
         let mut model = prepare_classifier(bert.clone(), 2, &method, 0, device)?;
         if merge {
             lora_surgery::merge_and_unload(&mut model)?;
         }
-        let model = model.valid();
-        for &batch in &config.batch_sizes {
+        models.push((name, model.valid()));
+    }
+    let timing = LatencyTiming {
+        warmup: config.warmup,
+        repeats: config.repeats,
+        per: 1,
+        unit: "ms",
+    };
+    latency_table(
+        &models,
+        &config.batch_sizes,
+        &timing,
+        |batch| {
             let picked: Vec<&TokenizedExample> = pool.iter().cycle().take(batch).collect();
             let encoded = EncodedBatch::from_sequences(
                 picked
@@ -280,17 +291,67 @@ pub(crate) fn measure_latency(
                     .map(|e| (e.ids.as_slice(), e.type_ids.as_slice())),
                 loaded.pad_id,
             );
-            let input = lora_train::token_batch(&encoded, device)?;
-            let latency = measure(config.warmup, config.repeats, || -> Result<()> {
-                let logits = model.forward(&input)?;
-                let _ = logits.into_data();
-                Ok(())
-            })?;
-            tracing::info!("latency {name} batch {batch}: {:.2} ms", latency.median_ms);
+            Ok((lora_train::token_batch(&encoded, device)?, encoded.seq))
+        },
+        |model, input| {
+            let _ = model.forward(input)?.into_data();
+            Ok(())
+        },
+    )
+}
+
+/// How [`latency_table`] times: untimed and timed rounds, and the unit results are divided
+/// into (`per` generated tokens, say) with its name for the log.
+pub(crate) struct LatencyTiming {
+    pub(crate) warmup: usize,
+    pub(crate) repeats: usize,
+    pub(crate) per: usize,
+    pub(crate) unit: &'static str,
+}
+
+/// The latency of every named model at every batch size, variant by variant. At each batch
+/// size the models are timed in alternation (each timed round runs every one,
+/// [`measure_interleaved`]), so that a slow spell of the machine falls on all of them and the
+/// table compares like with like (merged against base above all: the same computation).
+/// `input` builds a batch's input and its sequence length; `run` runs a model on it and waits
+/// for the result.
+pub(crate) fn latency_table<M, I>(
+    models: &[(&str, M)],
+    batch_sizes: &[usize],
+    timing: &LatencyTiming,
+    input: impl Fn(usize) -> Result<(I, usize)>,
+    run: impl Fn(&M, &I) -> Result<()>,
+) -> Result<Vec<LatencyResult>> {
+    let mut by_batch = Vec::with_capacity(batch_sizes.len());
+    for &batch in batch_sizes {
+        let (input, seq_len) = input(batch)?;
+        let mut runs: Vec<_> = models
+            .iter()
+            .map(|(_, model)| {
+                let (input, run) = (&input, &run);
+                move || run(model, input)
+            })
+            .collect();
+        let mut fs: Vec<&mut dyn FnMut() -> Result<()>> = runs
+            .iter_mut()
+            .map(|f| f as &mut dyn FnMut() -> Result<()>)
+            .collect();
+        let latencies = measure_interleaved(timing.warmup, timing.repeats, &mut fs)?;
+        by_batch.push((batch, seq_len, latencies));
+    }
+    let mut out = Vec::new();
+    for (i, (name, _)) in models.iter().enumerate() {
+        for (batch, seq_len, latencies) in &by_batch {
+            let latency = latencies[i].per(timing.per);
+            tracing::info!(
+                "latency {name} batch {batch}: {:.2} {}",
+                latency.median_ms,
+                timing.unit
+            );
             out.push(LatencyResult {
                 variant: name.to_string(),
-                batch,
-                seq_len: encoded.seq,
+                batch: *batch,
+                seq_len: *seq_len,
                 latency,
             });
         }
