@@ -21,7 +21,8 @@ pub const HEAP_BLOCK_LIMIT: usize = 1 << 30;
 ///
 /// Call it once at the start of a program that trains or runs models on the CPU; the `lora`
 /// command does. Resident memory then stays near the run's peak until the process exits,
-/// instead of falling between steps; the peak itself does not grow.
+/// instead of falling between steps; the peak itself does not grow. [`release_freed_memory`]
+/// gives the kept memory back where a program measures one phase's peak after another.
 ///
 /// ```
 /// let changed = lora_core::host_memory::keep_freed_memory();
@@ -31,9 +32,25 @@ pub fn keep_freed_memory() -> bool {
     imp::keep_freed_memory()
 }
 
+/// Returns the memory the allocator holds free to the operating system (glibc's
+/// `malloc_trim(0)`, every arena). For a program that, having called [`keep_freed_memory`],
+/// measures the peak memory of one phase after another (the training runs of an experiment):
+/// called before a phase starts its peak window, it makes that phase's peak its own, not what an
+/// earlier phase left cached. Costs the page faults of touching the released memory again.
+/// Returns whether memory was released: `false` on other platforms and allocators, where it
+/// does nothing.
+pub fn release_freed_memory() -> bool {
+    imp::release_freed_memory()
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod imp {
     use super::HEAP_BLOCK_LIMIT;
+
+    pub fn release_freed_memory() -> bool {
+        // SAFETY: `malloc_trim` only returns free pages of the allocator's heaps to the kernel.
+        unsafe { libc::malloc_trim(0) == 1 }
+    }
 
     pub fn keep_freed_memory() -> bool {
         let limit = libc::c_int::try_from(HEAP_BLOCK_LIMIT).unwrap_or(libc::c_int::MAX);
@@ -52,6 +69,10 @@ mod imp {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 mod imp {
     pub fn keep_freed_memory() -> bool {
+        false
+    }
+
+    pub fn release_freed_memory() -> bool {
         false
     }
 }

@@ -324,6 +324,9 @@ impl<'a, T: TrainTask> Trainer<'a, T> {
                 config.bucket_by_length,
             )?;
             if state.batches_done == 0 {
+                // The epoch's peak starts from what is in use: memory an earlier run in this
+                // process freed (kept by `keep_freed_memory`) goes back to the system first.
+                lora_core::host_memory::release_freed_memory();
                 reset_peak_rss();
             }
             let epoch_start_rss = current_rss_bytes();
