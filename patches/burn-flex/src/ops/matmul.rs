@@ -121,12 +121,14 @@ fn parallel_threshold(m: usize, n: usize, k: usize) -> usize {
 }
 
 /// The smallest right operand (`k × n` elements) whose product with a few rows (fewer than
-/// [`SQUARE_MIN_DIM`]) is split into column blocks across the threads ([`Split::Columns`]):
-/// half a megabyte of `f32`, read once per product, about 50 µs on one core.
+/// [`SQUARE_MIN_DIM`]) is split into column blocks across the threads ([`Split::Columns`]),
+/// and the smallest left operand (`m × k`) whose product with a few columns is split into row
+/// blocks ([`Split::Rows`]): half a megabyte of `f32`, read once per product, about 50 µs on
+/// one core.
 #[cfg(feature = "rayon")]
 const COLUMN_SPLIT_ELEMS: usize = 1 << 17;
 
-/// Column blocks start at multiples of this many columns (a cache line of `f32`).
+/// Column (and row) blocks start at multiples of this many columns (a cache line of `f32`).
 #[cfg(feature = "rayon")]
 const COLUMN_BLOCK_ALIGN: usize = 16;
 
@@ -143,17 +145,30 @@ enum Split {
     /// given, and below [`PARALLEL_THRESHOLD`] a product of a few rows on one thread too.
     #[cfg(feature = "rayon")]
     Columns,
+    /// Into blocks of output rows, likewise (lora-burn's patch): a tall product with a few
+    /// columns (a tied output head computed as `embedding · hiddenᵀ` while decoding, a matrix
+    /// times a vector) is gemm's one-column path, on one thread too.
+    #[cfg(feature = "rayon")]
+    Rows,
 }
 
 /// How a product of `m × k` by `k × n` is spread over the threads.
 fn split_of(m: usize, n: usize, k: usize) -> Split {
+    // A product that is few × many (rows × columns, or columns × rows) by a large operand.
     #[cfg(feature = "rayon")]
-    if m < SQUARE_MIN_DIM
-        && n.saturating_mul(k) >= COLUMN_SPLIT_ELEMS
-        && n >= 2 * COLUMN_BLOCK_ALIGN
-        && rayon::current_num_threads() > 1
-    {
+    let few_by_many = |few: usize, many: usize| {
+        few < SQUARE_MIN_DIM
+            && many.saturating_mul(k) >= COLUMN_SPLIT_ELEMS
+            && many >= 2 * COLUMN_BLOCK_ALIGN
+            && rayon::current_num_threads() > 1
+    };
+    #[cfg(feature = "rayon")]
+    if few_by_many(m, n) {
         return Split::Columns;
+    }
+    #[cfg(feature = "rayon")]
+    if few_by_many(n, m) {
+        return Split::Rows;
     }
     if m.saturating_mul(n).saturating_mul(k) >= parallel_threshold(m, n, k) {
         Split::Gemm
@@ -373,45 +388,65 @@ unsafe fn gemm_split<T: GemmScalar>(
     (rhs, rhs_off, [rhs_cs, rhs_rs]): (&[T], isize, [isize; 2]),
     split: Split,
 ) {
-    let run = |out: *mut T, col: usize, width: usize, parallelism: gemm::Parallelism| unsafe {
+    // The block of output rows `rows` by columns `cols`.
+    let run = |out: *mut T,
+               rows: std::ops::Range<usize>,
+               cols: std::ops::Range<usize>,
+               parallelism: gemm::Parallelism| unsafe {
+        let (row, col) = (rows.start as isize, cols.start as isize);
         gemm_call(
-            m,
-            width,
+            rows.len(),
+            cols.len(),
             k,
-            out.offset(col as isize * out_cs),
+            out.offset(row * out_rs + col * out_cs),
             out_cs,
             out_rs,
-            lhs.as_ptr().offset(lhs_off),
+            lhs.as_ptr().offset(lhs_off + row * lhs_rs),
             lhs_cs,
             lhs_rs,
-            rhs.as_ptr().offset(rhs_off + col as isize * rhs_cs),
+            rhs.as_ptr().offset(rhs_off + col * rhs_cs),
             rhs_cs,
             rhs_rs,
             parallelism,
         )
     };
     match split {
-        Split::None => run(out, 0, n, gemm::Parallelism::None),
+        Split::None => run(out, 0..m, 0..n, gemm::Parallelism::None),
         #[cfg(feature = "rayon")]
-        Split::Gemm => run(out, 0, n, gemm::Parallelism::Rayon(0)),
+        Split::Gemm => run(out, 0..m, 0..n, gemm::Parallelism::Rayon(0)),
         #[cfg(not(feature = "rayon"))]
-        Split::Gemm => run(out, 0, n, gemm::Parallelism::None),
+        Split::Gemm => run(out, 0..m, 0..n, gemm::Parallelism::None),
         #[cfg(feature = "rayon")]
-        Split::Columns => {
-            use rayon::prelude::*;
-            let blocks = rayon::current_num_threads()
-                .min(n / COLUMN_BLOCK_ALIGN)
-                .max(1);
-            let width = n.div_ceil(blocks).next_multiple_of(COLUMN_BLOCK_ALIGN);
+        Split::Columns | Split::Rows => {
+            let by_rows = split == Split::Rows;
             let out = crate::ops::SendMutPtr::new(out);
-            (0..n.div_ceil(width)).into_par_iter().for_each(|block| {
-                let col = block * width;
-                // SAFETY: the blocks' columns are disjoint, so no two threads write one element.
+            for_each_block(if by_rows { m } else { n }, |block| {
+                // SAFETY: the blocks are disjoint rows (or columns) of the output, so no two
+                // threads write one element.
                 let out = unsafe { out.ptr_add(0) };
-                run(out, col, width.min(n - col), gemm::Parallelism::None);
+                let (rows, cols) = if by_rows {
+                    (block, 0..n)
+                } else {
+                    (0..m, block)
+                };
+                run(out, rows, cols, gemm::Parallelism::None)
             });
         }
     }
+}
+
+/// Runs `f` on the rayon pool for one block of `0..len` per thread, blocks starting at
+/// multiples of [`COLUMN_BLOCK_ALIGN`].
+#[cfg(feature = "rayon")]
+fn for_each_block(len: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    use rayon::prelude::*;
+    let blocks = rayon::current_num_threads()
+        .min(len / COLUMN_BLOCK_ALIGN)
+        .max(1);
+    let size = len.div_ceil(blocks).next_multiple_of(COLUMN_BLOCK_ALIGN);
+    (0..len.div_ceil(size))
+        .into_par_iter()
+        .for_each(|block| f(block * size..(block * size + size).min(len)));
 }
 
 /// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one.
@@ -1044,9 +1079,12 @@ mod tests {
     fn check_every_product_path() {
         #[cfg(feature = "rayon")]
         assert_eq!(super::split_of(1, 300, 600), super::Split::Columns);
+        #[cfg(feature = "rayon")]
+        assert_eq!(super::split_of(600, 1, 300), super::Split::Rows);
         assert_eq!(super::split_of(1, 300, 64), super::Split::None);
+        assert_eq!(super::split_of(300, 1, 64), super::Split::None);
         let value = |i: usize| ((i * 7 + 3) % 11) as f32 - 5.0;
-        let cases: [(&[usize], usize, usize, usize); 14] = [
+        let cases: [(&[usize], usize, usize, usize); 17] = [
             (&[], 3, 4, 5),
             (&[], 1, 64, 300),
             (&[], 300, 64, 1),
@@ -1061,6 +1099,9 @@ mod tests {
             (&[], 5, 300, 500),
             (&[1], 1, 576, 333),
             (&[2], 3, 512, 300),
+            (&[], 600, 300, 1),
+            (&[], 333, 576, 7),
+            (&[2], 500, 300, 3),
         ];
         for (batch, m, k, n) in cases {
             for transposed in [false, true] {
