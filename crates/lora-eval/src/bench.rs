@@ -25,7 +25,7 @@ use lora_train::{Method, SequenceClassifier, prepare_causal_lm, prepare_classifi
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EvalError, Result};
-use crate::latency::{measure, measure_interleaved};
+use crate::latency::measure_interleaved;
 
 /// One benchmark workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -433,21 +433,20 @@ fn timed_against(
             sync()
         }
     });
+    let mut fs: Vec<&mut dyn FnMut() -> Result<()>> = vec![&mut f];
+    if let Some(base) = &mut base {
+        fs.push(base);
+    }
     for _ in 0..settings.warmup {
-        f()?;
-        if let Some(base) = &mut base {
-            base()?;
+        for f in fs.iter_mut() {
+            f()?;
         }
     }
     let cpu = cpu_seconds();
     let started = Instant::now();
-    let (latency, base) = match &mut base {
-        Some(base) => {
-            let l = measure_interleaved(0, settings.repeats, &mut [&mut f, base])?;
-            (l[0], Some(l[1]))
-        }
-        None => (measure(0, settings.repeats, f)?, None),
-    };
+    let mut latencies = measure_interleaved(0, settings.repeats, &mut fs)?.into_iter();
+    let latency = latencies.next().expect("one latency per function");
+    let base = latencies.next();
     Ok(Timed {
         latency,
         base,

@@ -19,7 +19,6 @@ pub struct Packing {
     index: Tensor<1, Int>,
     batch: usize,
     seq: usize,
-    tokens: usize,
 }
 
 impl Packing {
@@ -43,17 +42,12 @@ impl Packing {
             return None;
         }
         let index = Tensor::from_data(TensorData::new(positions, [tokens]), device);
-        Some(Self {
-            index,
-            batch,
-            seq,
-            tokens,
-        })
+        Some(Self { index, batch, seq })
     }
 
     /// The number of real tokens.
     pub fn tokens(&self) -> usize {
-        self.tokens
+        self.index.dims()[0]
     }
 
     /// `[batch, seq, d]` → the real positions, `[1, tokens, d]`.
@@ -61,7 +55,7 @@ impl Packing {
         let d = x.dims()[2];
         x.reshape([self.batch * self.seq, d])
             .select(0, self.index.clone())
-            .reshape([1, self.tokens, d])
+            .reshape([1, self.tokens(), d])
     }
 
     /// `[1, tokens, d]` → `[batch, seq, d]`, zero at the padding.
@@ -71,7 +65,7 @@ impl Packing {
             .select_assign(
                 0,
                 self.index.clone(),
-                x.reshape([self.tokens, d]),
+                x.reshape([self.tokens(), d]),
                 burn::tensor::IndexingUpdateOp::Assign,
             )
             .reshape([self.batch, self.seq, d])
