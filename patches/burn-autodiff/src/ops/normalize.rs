@@ -5,9 +5,11 @@
 //! element-wise operations: a softmax is five passes forward (max, subtract, exp, sum,
 //! divide), each keeping state for a backward of its own, and a layer norm nine. Here the
 //! forward pass is the backend's fused kernel, the backward pass recomputes what it needs from
-//! the saved input and applies the closed-form gradient:
+//! the saved input (or output) and applies the closed-form gradient:
 //!
-//! - softmax `y`: `dx = y ⊙ g − y ⊙ Σ(y ⊙ g)`;
+//! - softmax `y`: `dx = y ⊙ g − y ⊙ Σ(y ⊙ g)` (the output is kept: attention multiplies it by
+//!   the values, whose backward keeps it anyway, so the input need not be kept beside it, and
+//!   the backward pass needs no second softmax);
 //! - log-softmax `y = x − ln Σ e^x`: `dx = g − e^y ⊙ Σ g` (the output is kept instead of the
 //!   input: a language model's logits can then be freed after the loss is taken, and the
 //!   backward pass needs one `exp` instead of a second log-softmax);
@@ -35,18 +37,16 @@ pub(crate) fn softmax<B: Backend, C: CheckpointStrategy>(
     struct Softmax;
 
     impl<B: Backend> Backward<B, 1> for Softmax {
-        type State = (NodeId, usize);
+        type State = (B::FloatTensorPrimitive, usize);
 
         fn backward(
             self,
             ops: Ops<Self::State, 1>,
             grads: &mut Gradients,
-            checkpointer: &mut Checkpointer,
+            _checkpointer: &mut Checkpointer,
         ) {
-            let (input, dim) = ops.state;
-            let input = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(input);
+            let (y, dim) = ops.state;
             unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                let y = B::softmax(input, dim);
                 let gy = B::float_mul(grad, y.clone());
                 let sum = B::float_sum_dim(gy.clone(), dim);
                 B::float_sub(gy, B::float_mul(y, sum))
@@ -59,9 +59,9 @@ pub(crate) fn softmax<B: Backend, C: CheckpointStrategy>(
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(mut prep) => {
-            let state = (prep.checkpoint(&tensor), dim);
-            prep.finish(state, B::softmax(tensor.primitive, dim))
+        OpsKind::Tracked(prep) => {
+            let output = B::softmax(tensor.primitive, dim);
+            prep.finish((output.clone(), dim), output)
         }
         OpsKind::UnTracked(prep) => prep.finish(B::softmax(tensor.primitive, dim)),
     }
