@@ -59,6 +59,16 @@ impl Activation {
             Activation::Tanh => tanh(x),
         }
     }
+
+    /// A gated feed-forward product, `act(gate) ⊙ up`. SiLU takes the fused
+    /// [`swiglu`](crate::layers::swiglu()) operation, which keeps half as many tensors for the
+    /// backward pass; the others are composed.
+    pub fn gated<const D: usize>(&self, gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
+        match self {
+            Activation::Silu => crate::layers::swiglu(gate, up),
+            _ => self.forward(gate) * up,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -464,9 +464,9 @@ impl DecoderForCausalLM {
                 let ff = two_ff / 2;
                 let gate = t.clone().slice([0..b, 0..s, 0..ff]);
                 let up = t.slice([0..b, 0..s, ff..two_ff]);
-                act.forward(gate) * up
+                act.gated(gate, up)
             }
-            (None, Some(gate), Some(up)) => act.forward(gate.forward(h.clone())) * up.forward(h),
+            (None, Some(gate), Some(up)) => act.gated(gate.forward(h.clone()), up.forward(h)),
             (None, None, Some(up)) => act.forward(up.forward(h)),
             _ => unreachable!("every family has an up projection"),
         };
