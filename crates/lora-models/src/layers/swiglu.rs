@@ -10,8 +10,9 @@
 //! - `∂/∂u = grad ⊙ silu(g)`,
 //! - `∂/∂g = grad ⊙ u ⊙ silu′(g)`, `silu′(g) = σ(g)·(1 + g·(1 − σ(g))) = σ + silu − silu·σ`.
 //!
-//! For SmolLM2-135M (30 layers, width 1,536) trained on 4 × 128 tokens that is 180 MiB less
-//! held by a training step. It is a Burn backend extension ([`SwiGluBackend`]): each backend's
+//! For SmolLM2-135M (30 layers, width 1,536), a LoRA step on the benchmark's batch of 4 × ≤128
+//! tokens peaked about 120 MiB lower with it (1,032-1,111 against 909-925 MiB, measured in
+//! `docs/performance.md`, item 17). It is a Burn backend extension ([`SwiGluBackend`]): each backend's
 //! forward pass is the composed definition (the trait's default body), and autodiff's
 //! implementation records the single operation above it.
 
